@@ -1,0 +1,1 @@
+//! Benchmark package: see the files under `benches/`.

@@ -1,0 +1,85 @@
+//! The engine's error type: caller-actionable variants (bad input, positions out of range,
+//! locked) apart from system ones (I/O, corruption, poisoned).
+
+use std::io;
+use std::path::PathBuf;
+
+/// Everything the storage engine can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller asked for something the engine refuses: an empty batch, a record over the
+    /// size limit, a position past the tip. Nothing was written.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// Stored bytes failed a checksum or a structural check. The engine refuses to serve past
+    /// this point instead of skipping it.
+    #[error("corruption in {} at offset {offset}: {reason}", path.display())]
+    Corruption {
+        /// The file holding the bad bytes.
+        path: PathBuf,
+        /// Byte offset in that file where the bad region starts.
+        offset: u64,
+        /// What check failed.
+        reason: String,
+    },
+
+    /// A write or fsync failed earlier, so the log no longer knows what is on disk. Every later
+    /// append fails with this until the log is reopened, which recovers from what is durable.
+    #[error("log {} is poisoned by an earlier i/o failure ({cause}); reopen it to recover", path.display())]
+    Poisoned {
+        /// The log directory.
+        path: PathBuf,
+        /// The failure that poisoned it.
+        cause: String,
+    },
+
+    /// Another process (or another open handle) holds the log's lock file.
+    #[error("log {} is already open (its LOCK file is held)", path.display())]
+    Locked {
+        /// The log directory.
+        path: PathBuf,
+    },
+
+    /// A file system operation failed.
+    #[error("{op} {} failed: {source}", path.display())]
+    Io {
+        /// What the engine was doing: "write", "fdatasync", "open", ...
+        op: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> Self {
+        Error::Corruption {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// True for errors that say stored data is damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corruption { .. })
+    }
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

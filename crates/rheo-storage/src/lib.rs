@@ -1,0 +1,44 @@
+//! Rheo's storage engine: one durable, append-only log per shard.
+//!
+//! A [`ShardLog`] is a directory of segment files. Appends are group-committed (one write and
+//! one fdatasync for every append waiting) and get strictly increasing sequence numbers and
+//! non-decreasing arrival timestamps. Reads start from a [`Position`] and are bounded by a
+//! record count and a byte budget. Retention deletes whole sealed segments and hides older
+//! records exactly. Recovery truncates a torn tail and reports corruption instead of skipping
+//! it. The byte layout and the crash cases are in `FORMAT.md`.
+//!
+//! Layers, each knowing only those below it: `io` (the file-system trait) -> `format` (bytes)
+//! -> `batch` (records) -> `segment` (files) -> `scan`/`recovery` -> `log` and `read` (the
+//! public [`ShardLog`]) -> `verify`.
+//!
+//! The crate is synchronous: no async runtime. `unsafe` lives only in the `mmap` module.
+
+mod batch;
+mod clock;
+mod commit;
+mod config;
+mod error;
+mod format;
+pub mod io;
+mod log;
+mod mmap;
+mod read;
+mod recovery;
+mod scan;
+mod segment;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use batch::{Record, RecordInput};
+pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
+pub use commit::Appended;
+pub use config::{
+    Durability, LogConfig, MAX_BATCH_BYTES, MAX_PARTITION_KEY_BYTES, MAX_RECORD_BYTES_CEILING,
+    MAX_RETENTION, MIN_RETENTION,
+};
+pub use error::{Error, Result};
+pub use log::{LogStats, Maintenance, ShardLog};
+pub use read::{Position, ReadOutcome, Tip};
+pub use verify::{Finding, LogReport, Severity, VerifyReport, verify_tree};

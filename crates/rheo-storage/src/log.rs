@@ -1,0 +1,611 @@
+//! [`ShardLog`]: one shard's append-only log, the engine's public face.
+//!
+//! Concurrency: appends go through group commit ([`crate::commit`]); the group leader owns the
+//! `Writer` (file handles, offsets). Readers never touch the writer: they clone an `Arc<View>`
+//! (the sealed segments, the active segment and the committed end) and read without locks, so
+//! a reader never blocks the writer and a segment deleted under a reader stays readable through
+//! the reader's map or file handle.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::batch::{self, RecordInput};
+use crate::clock::Clock;
+use crate::commit::{Appended, CommitQueue, PendingAppend, Wake};
+use crate::config::{Durability, LogConfig};
+use crate::error::{Error, Result};
+use crate::format::{
+    BATCH_HEADER_LEN, BatchHeader, FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC,
+    IndexEntry, SEGMENT_MAGIC, SealFooter, seeded_hasher,
+};
+use crate::io::{FileIo, Fs, LockGuard, OpenMode};
+use crate::segment::{
+    self, ActiveSegment, SealedSegment, Source, encode_sealed_index, index_name, segment_name,
+};
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// What readers see: an immutable snapshot, replaced after every commit.
+#[derive(Debug, Clone)]
+pub(crate) struct View {
+    pub(crate) sealed: Arc<Vec<Arc<SealedSegment>>>,
+    pub(crate) active: Arc<ActiveSegment>,
+    /// Committed (readable) length of the active segment.
+    pub(crate) active_len: u64,
+    /// Sequence number the next appended record will get.
+    pub(crate) next_seq: u64,
+    /// Arrival timestamp of the newest record (or the log's base timestamp if empty).
+    pub(crate) last_ts: i64,
+}
+
+/// State only the group-commit leader (or maintenance) touches.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub(crate) file: Arc<dyn FileIo>,
+    pub(crate) index_file: Box<dyn FileIo>,
+    pub(crate) index_file_len: u64,
+    pub(crate) active: Arc<ActiveSegment>,
+    pub(crate) sealed: Arc<Vec<Arc<SealedSegment>>>,
+    /// Bytes written to the active segment.
+    pub(crate) len: u64,
+    /// Bytes of the active segment known durable.
+    pub(crate) synced_len: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) last_ts: i64,
+    /// Timestamp of the active segment's first record, if it has one.
+    pub(crate) active_first_ts: Option<i64>,
+    /// Position of the active segment's last indexed batch.
+    pub(crate) last_indexed: Option<u64>,
+    pub(crate) last_sync: Instant,
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Writer {
+    fn view(&self) -> View {
+        View {
+            sealed: self.sealed.clone(),
+            active: self.active.clone(),
+            active_len: self.len,
+            next_seq: self.next_seq,
+            last_ts: self.last_ts,
+        }
+    }
+
+    fn dirty(&self) -> bool {
+        self.synced_len < self.len
+    }
+}
+
+/// One shard's durable, append-only log of records.
+///
+/// Open it with [`ShardLog::open`]; share it between threads with an `Arc`. Appends block the
+/// calling thread until their group is committed (async callers use `spawn_blocking` or a
+/// dedicated thread).
+#[derive(Debug)]
+pub struct ShardLog {
+    pub(crate) dir: PathBuf,
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: LogConfig,
+    pub(crate) retention_ms: AtomicU64,
+    /// Records below this sequence number were trimmed by retention at some point; the horizon
+    /// never moves back, even if retention is raised (as in Kinesis).
+    pub(crate) horizon_floor: AtomicU64,
+    pub(crate) view: Mutex<Arc<View>>,
+    pub(crate) queue: CommitQueue,
+    pub(crate) writer: Mutex<Writer>,
+    pub(crate) poisoned: AtomicBool,
+    pub(crate) poison_cause: Mutex<Option<String>>,
+    pub(crate) _lock: Box<dyn LockGuard>,
+}
+
+/// Outcome of [`ShardLog::maintain`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// The interval policy's fdatasync ran.
+    pub synced: bool,
+    /// The active segment was sealed because it was too old.
+    pub rolled: bool,
+    /// Sealed segments deleted by retention.
+    pub segments_deleted: usize,
+}
+
+/// Size and shape of a log, for metrics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogStats {
+    /// Sealed segments plus the active one.
+    pub segments: usize,
+    /// Bytes in segment files (indexes not counted).
+    pub bytes: u64,
+    /// Sequence number of the oldest record still on disk (it may be hidden by retention).
+    pub first_sequence: u64,
+    /// Sequence number the next record will get.
+    pub next_sequence: u64,
+}
+
+impl ShardLog {
+    /// Opens the log in `dir`, creating it if needed (its first record then gets sequence number
+    /// `first_sequence`), and recovers from whatever an earlier crash left: see FORMAT.md.
+    pub fn open(
+        fs: Arc<dyn Fs>,
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        first_sequence: u64,
+    ) -> Result<ShardLog> {
+        crate::recovery::open(fs, dir.into(), config, clock, first_sequence)
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The settings the log was opened with (retention reflects later changes).
+    pub fn config(&self) -> LogConfig {
+        let mut config = self.config.clone();
+        config.retention = self.retention();
+        config
+    }
+
+    /// Current retention.
+    pub fn retention(&self) -> Duration {
+        Duration::from_millis(self.retention_ms.load(Ordering::SeqCst))
+    }
+
+    /// Changes retention. Reads honour it at once; deletion happens at the next
+    /// [`ShardLog::maintain`] or roll.
+    pub fn set_retention(&self, retention: Duration) -> Result<()> {
+        let mut probe = self.config.clone();
+        probe.retention = retention;
+        probe.validate().map_err(Error::InvalidArgument)?;
+        self.retention_ms
+            .store(retention.as_millis() as u64, Ordering::SeqCst);
+        Ok(())
+    }
+
+    pub(crate) fn view(&self) -> Arc<View> {
+        lock(&self.view).clone()
+    }
+
+    fn publish(&self, writer: &Writer) {
+        *lock(&self.view) = Arc::new(writer.view());
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if !self.poisoned.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        Err(Error::Poisoned {
+            path: self.dir.clone(),
+            cause: lock(&self.poison_cause).clone().unwrap_or_default(),
+        })
+    }
+
+    fn poison(&self, cause: &Error) {
+        tracing::error!(dir = %self.dir.display(), error = %cause, "log poisoned");
+        lock(&self.poison_cause).get_or_insert_with(|| cause.to_string());
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    /// True once a write or fsync has failed; every later append fails until reopen.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
+    /// Appends `records` as one batch and returns once it is committed under the log's
+    /// durability policy. Records get consecutive sequence numbers and one arrival timestamp.
+    /// Bad input is refused before anything is written.
+    pub fn append(&self, records: &[RecordInput<'_>]) -> Result<Appended> {
+        self.check_poisoned()?;
+        let encoded = batch::encode(records, &self.config)?;
+        let (slot, wake) = self.queue.enqueue(encoded);
+        match wake {
+            Wake::Done(result) => result,
+            Wake::Lead => {
+                let group = self.queue.take_group(self.config.max_group_bytes);
+                self.lead(group);
+                self.queue.finish_group();
+                slot.wait_done()
+            }
+        }
+    }
+
+    /// Writes one group and completes every waiter in it.
+    fn lead(&self, mut group: Vec<PendingAppend>) {
+        let outcome = {
+            let mut writer = lock(&self.writer);
+            self.commit_group(&mut writer, &mut group)
+        };
+        match outcome {
+            Ok(results) => {
+                for (pending, result) in group.iter().zip(results) {
+                    pending.slot.complete(Ok(result));
+                }
+            }
+            Err(error) => {
+                for pending in &group {
+                    pending.slot.complete(Err(replicate(&error)));
+                }
+            }
+        }
+    }
+
+    fn commit_group(
+        &self,
+        writer: &mut Writer,
+        group: &mut [PendingAppend],
+    ) -> Result<Vec<Appended>> {
+        self.check_poisoned()?;
+        let group_bytes: u64 = group.iter().map(|p| p.batch.frame.len() as u64).sum();
+        let now = self.clock.now_ms();
+        let age_due = writer.active_first_ts.is_some_and(|first| {
+            now.saturating_sub(first) >= self.config.segment_max_age.as_millis() as i64
+        });
+        let size_due = writer.len > FILE_HEADER_LEN as u64
+            && writer.len + group_bytes > self.config.segment_max_bytes;
+        if age_due || size_due {
+            self.roll(writer).inspect_err(|error| self.poison(error))?;
+            self.enforce_retention_locked(writer);
+        }
+
+        let timestamp_ms = now.max(writer.last_ts);
+        let segment_base = writer.active.base_seq;
+        let start = writer.len;
+        let mut position = start;
+        let mut next_seq = writer.next_seq;
+        let mut results = Vec::with_capacity(group.len());
+        let mut new_entries = Vec::new();
+        writer.buf.clear();
+        for pending in group.iter_mut() {
+            let batch = &mut pending.batch;
+            let body_len = (batch.frame.len() - BATCH_HEADER_LEN) as u32;
+            let mut body_crc = seeded_hasher(segment_base);
+            body_crc.combine(&batch.body_crc);
+            let header = BatchHeader {
+                body_crc: body_crc.finalize(),
+                body_len,
+                base_seq: next_seq,
+                timestamp_ms,
+                count: batch.count,
+                synced_len: writer.synced_len,
+            };
+            batch.frame[..BATCH_HEADER_LEN].copy_from_slice(&header.encode(segment_base));
+            let index_due = writer
+                .last_indexed
+                .is_none_or(|last| position - last >= self.config.index_interval_bytes);
+            if index_due {
+                new_entries.push(IndexEntry {
+                    seq: next_seq,
+                    timestamp_ms,
+                    position,
+                });
+                writer.last_indexed = Some(position);
+            }
+            results.push(Appended {
+                first_sequence: next_seq,
+                count: batch.count,
+                timestamp_ms,
+            });
+            writer.buf.extend_from_slice(&batch.frame);
+            position += batch.frame.len() as u64;
+            next_seq += u64::from(batch.count);
+        }
+
+        let write = writer.file.write_all_at(&writer.buf, start);
+        if let Err(error) = write {
+            let error = Error::io("write", &writer.active.path, error);
+            self.poison(&error);
+            return Err(error);
+        }
+        writer.len = position;
+        let sync_now = match self.config.durability {
+            Durability::Sync => true,
+            Durability::Interval(interval) => writer.last_sync.elapsed() >= interval,
+            Durability::None => false,
+        };
+        if sync_now {
+            self.sync_writer(writer)?;
+        }
+        if !new_entries.is_empty() {
+            self.append_index_entries(writer, &new_entries)?;
+        }
+        writer.next_seq = next_seq;
+        writer.last_ts = timestamp_ms;
+        writer.active_first_ts.get_or_insert(timestamp_ms);
+        self.publish(writer);
+        Ok(results)
+    }
+
+    fn sync_writer(&self, writer: &mut Writer) -> Result<()> {
+        if let Err(error) = writer.file.sync_data() {
+            let error = Error::io("fdatasync", &writer.active.path, error);
+            self.poison(&error);
+            return Err(error);
+        }
+        writer.synced_len = writer.len;
+        writer.last_sync = Instant::now();
+        Ok(())
+    }
+
+    fn append_index_entries(&self, writer: &mut Writer, entries: &[IndexEntry]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(entries.len() * INDEX_ENTRY_LEN);
+        for entry in entries {
+            bytes.extend_from_slice(&entry.encode());
+        }
+        if let Err(error) = writer
+            .index_file
+            .write_all_at(&bytes, writer.index_file_len)
+        {
+            let path = self.dir.join(index_name(writer.active.base_seq));
+            let error = Error::io("write", path, error);
+            self.poison(&error);
+            return Err(error);
+        }
+        writer.index_file_len += bytes.len() as u64;
+        lock_write(&writer.active.entries).extend_from_slice(entries);
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one. See FORMAT.md, "Rolling a segment".
+    pub(crate) fn roll(&self, writer: &mut Writer) -> Result<()> {
+        let active = writer.active.clone();
+        let Some(first_ts) = writer.active_first_ts else {
+            return Ok(());
+        };
+        // 1. The data must be durable before an index claims it is sealed.
+        if writer.dirty() {
+            self.sync_writer(writer)?;
+        }
+        // 2. The sealed index, written atomically.
+        let entries = read_lock(&active.entries).clone();
+        let footer = SealFooter {
+            entry_count: entries.len() as u64,
+            data_len: writer.len,
+            next_seq: writer.next_seq,
+            first_ts,
+            last_ts: writer.last_ts,
+        };
+        let header = FileHeader {
+            base_seq: active.base_seq,
+            base_ts: active.base_ts,
+        };
+        let index_bytes = encode_sealed_index(header, &entries, footer);
+        segment::write_atomically(
+            &*self.fs,
+            &self.dir,
+            &index_name(active.base_seq),
+            &index_bytes,
+        )?;
+        // 3. The next segment, created durably.
+        let new_active = create_segment(&*self.fs, &self.dir, writer.next_seq, writer.last_ts)?;
+        // 4. Swap in memory.
+        let data = self
+            .fs
+            .map_sealed(&active.path)
+            .map_err(|error| Error::io("map", &active.path, error))?;
+        let sealed = SealedSegment::new(
+            active.path.clone(),
+            active.base_seq,
+            data,
+            bytes::Bytes::from(index_bytes),
+            footer,
+        );
+        let mut list = Vec::with_capacity(writer.sealed.len() + 1);
+        list.extend(writer.sealed.iter().cloned());
+        list.push(Arc::new(sealed));
+        writer.sealed = Arc::new(list);
+        writer.file = new_active.file;
+        writer.index_file = new_active.index_file;
+        writer.index_file_len = FILE_HEADER_LEN as u64;
+        writer.active = new_active.segment;
+        writer.len = FILE_HEADER_LEN as u64;
+        writer.synced_len = FILE_HEADER_LEN as u64;
+        writer.active_first_ts = None;
+        writer.last_indexed = None;
+        self.publish(writer);
+        tracing::debug!(dir = %self.dir.display(), base = writer.next_seq, "rolled segment");
+        Ok(())
+    }
+
+    /// Deletes sealed segments whose newest record is older than retention. Failures to unlink
+    /// are logged and retried next time: they lose no data.
+    fn enforce_retention_locked(&self, writer: &mut Writer) -> usize {
+        let cutoff = self
+            .clock
+            .now_ms()
+            .saturating_sub(self.retention().as_millis() as i64);
+        let expired = writer
+            .sealed
+            .iter()
+            .take_while(|segment| segment.last_ts < cutoff)
+            .count();
+        if expired == 0 {
+            return 0;
+        }
+        let (gone, kept) = writer.sealed.split_at(expired);
+        let gone: Vec<_> = gone.to_vec();
+        self.horizon_floor
+            .fetch_max(gone[gone.len() - 1].next_seq, Ordering::SeqCst);
+        writer.sealed = Arc::new(kept.to_vec());
+        self.publish(writer);
+        for segment in &gone {
+            for name in [segment_name(segment.base_seq), index_name(segment.base_seq)] {
+                let path = self.dir.join(name);
+                if let Err(error) = self.fs.remove_file(&path) {
+                    tracing::warn!(path = %path.display(), %error, "retention could not delete file");
+                }
+            }
+        }
+        if let Err(error) = self.fs.sync_dir(&self.dir) {
+            tracing::warn!(dir = %self.dir.display(), %error, "fsync of log directory failed");
+        }
+        tracing::debug!(dir = %self.dir.display(), segments = gone.len(), "retention deleted segments");
+        gone.len()
+    }
+
+    /// Housekeeping for idle logs, to call every second or so: the interval policy's
+    /// fdatasync, rolling a segment that has grown too old, and deleting segments past
+    /// retention.
+    pub fn maintain(&self) -> Result<Maintenance> {
+        self.check_poisoned()?;
+        let mut writer = lock(&self.writer);
+        let mut report = Maintenance::default();
+        if let Durability::Interval(interval) = self.config.durability
+            && writer.dirty()
+            && writer.last_sync.elapsed() >= interval
+        {
+            self.sync_writer(&mut writer)?;
+            report.synced = true;
+        }
+        let now = self.clock.now_ms();
+        if writer.active_first_ts.is_some_and(|first| {
+            now.saturating_sub(first) >= self.config.segment_max_age.as_millis() as i64
+        }) {
+            self.roll(&mut writer)
+                .inspect_err(|error| self.poison(error))?;
+            report.rolled = true;
+        }
+        report.segments_deleted = self.enforce_retention_locked(&mut writer);
+        Ok(report)
+    }
+
+    /// Makes everything appended so far durable, whatever the policy.
+    pub fn sync(&self) -> Result<()> {
+        self.check_poisoned()?;
+        let mut writer = lock(&self.writer);
+        if writer.dirty() {
+            self.sync_writer(&mut writer)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment now (if it holds records) and starts a new one.
+    pub fn roll_now(&self) -> Result<()> {
+        self.check_poisoned()?;
+        let mut writer = lock(&self.writer);
+        self.roll(&mut writer)
+            .inspect_err(|error| self.poison(error))
+    }
+
+    /// Size and shape of the log.
+    pub fn stats(&self) -> LogStats {
+        let view = self.view();
+        let sealed_bytes: u64 = view.sealed.iter().map(|segment| segment.data_len).sum();
+        LogStats {
+            segments: view.sealed.len() + 1,
+            bytes: sealed_bytes + view.active_len,
+            first_sequence: view
+                .sealed
+                .first()
+                .map_or(view.active.base_seq, |segment| segment.base_seq),
+            next_sequence: view.next_seq,
+        }
+    }
+
+    /// Syncs (under any policy) and closes the log.
+    pub fn close(self) -> Result<()> {
+        self.sync()
+    }
+}
+
+impl Drop for ShardLog {
+    fn drop(&mut self) {
+        if self.is_poisoned() {
+            return;
+        }
+        let mut writer = lock(&self.writer);
+        if writer.dirty()
+            && let Err(error) = self.sync_writer(&mut writer)
+        {
+            tracing::error!(dir = %self.dir.display(), %error, "final fdatasync failed");
+        }
+    }
+}
+
+pub(crate) fn lock_write<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poison| poison.into_inner())
+}
+
+pub(crate) fn read_lock<T>(lock: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poison| poison.into_inner())
+}
+
+/// A freshly created, durable, empty segment.
+pub(crate) struct NewSegment {
+    pub(crate) segment: Arc<ActiveSegment>,
+    pub(crate) file: Arc<dyn FileIo>,
+    pub(crate) index_file: Box<dyn FileIo>,
+}
+
+/// Creates `base_seq`'s segment and index files: header written and synced, directory synced.
+pub(crate) fn create_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    base_seq: u64,
+    base_ts: i64,
+) -> Result<NewSegment> {
+    let header = FileHeader { base_seq, base_ts };
+    let path = dir.join(segment_name(base_seq));
+    let file: Arc<dyn FileIo> = fs
+        .open(&path, OpenMode::CreateTruncate)
+        .map_err(|error| Error::io("create", &path, error))?
+        .into();
+    file.write_all_at(&header.encode(SEGMENT_MAGIC), 0)
+        .map_err(|error| Error::io("write", &path, error))?;
+    file.sync_data()
+        .map_err(|error| Error::io("fdatasync", &path, error))?;
+    let index_path = dir.join(index_name(base_seq));
+    let index_file = fs
+        .open(&index_path, OpenMode::CreateTruncate)
+        .map_err(|error| Error::io("create", &index_path, error))?;
+    index_file
+        .write_all_at(&header.encode(INDEX_MAGIC), 0)
+        .map_err(|error| Error::io("write", &index_path, error))?;
+    fs.sync_dir(dir)
+        .map_err(|error| Error::io("fsync directory", dir, error))?;
+    Ok(NewSegment {
+        segment: Arc::new(ActiveSegment {
+            base_seq,
+            base_ts,
+            path,
+            source: Source::File(file.clone()),
+            entries: Default::default(),
+        }),
+        file,
+        index_file,
+    })
+}
+
+/// A copy of `error` for each waiter of a failed group (errors are not `Clone`).
+fn replicate(error: &Error) -> Error {
+    match error {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        Error::Poisoned { path, cause } => Error::Poisoned {
+            path: path.clone(),
+            cause: cause.clone(),
+        },
+        Error::Corruption {
+            path,
+            offset,
+            reason,
+        } => Error::Corruption {
+            path: path.clone(),
+            offset: *offset,
+            reason: reason.clone(),
+        },
+        Error::Locked { path } => Error::Locked { path: path.clone() },
+        Error::InvalidArgument(message) => Error::InvalidArgument(message.clone()),
+    }
+}

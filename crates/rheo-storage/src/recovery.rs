@@ -1,0 +1,447 @@
+//! Opening a log: what a restart finds after a clean stop or a crash, and how it is made
+//! consistent. The cases are argued in FORMAT.md ("Recovery"); in short:
+//! - sealed segments are trusted through their checksummed index footer (cost: the index, not
+//!   the data); a missing or bad sealed index is rebuilt by a full checked scan;
+//! - the active segment is checked from the last point its own headers prove durable, so open
+//!   time grows with the unsynced tail, not with what is stored;
+//! - a bad batch in that tail is a torn write and is truncated, unless a later intact header
+//!   proves the bad bytes had been synced: then it is corruption and the open fails.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::clock::Clock;
+use crate::commit::CommitQueue;
+use crate::config::LogConfig;
+use crate::error::{Error, Result};
+use crate::format::{FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC, IndexEntry};
+use crate::io::{self, FileIo, Fs, OpenMode};
+use crate::log::{ShardLog, View, Writer, create_segment};
+use crate::scan::{self, ScanState};
+use crate::segment::{
+    self, ActiveSegment, BatchReader, INDEX_SUFFIX, SEGMENT_SUFFIX, SealedSegment, Source,
+    TMP_SUFFIX, encode_sealed_index, index_name, parse_base, segment_name,
+};
+
+/// Name of the lock file that keeps a log single-writer.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+
+pub(crate) fn open(
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    config: LogConfig,
+    clock: Arc<dyn Clock>,
+    first_sequence: u64,
+) -> Result<ShardLog> {
+    config.validate().map_err(Error::InvalidArgument)?;
+    let started = Instant::now();
+    let names = match fs.list_dir(&dir) {
+        Ok(names) => names,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            fs.create_dir_all(&dir)
+                .map_err(|error| Error::io("create directory", &dir, error))?;
+            if let Some(parent) = dir.parent() {
+                fs.sync_dir(parent)
+                    .map_err(|error| Error::io("fsync directory", parent, error))?;
+            }
+            Vec::new()
+        }
+        Err(error) => return Err(Error::io("list", &dir, error)),
+    };
+    let lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked { path: dir.clone() }
+        } else {
+            Error::io("lock", dir.join(LOCK_FILE), error)
+        }
+    })?;
+
+    let mut bases: Vec<u64> = names
+        .iter()
+        .filter_map(|name| parse_base(name, SEGMENT_SUFFIX))
+        .collect();
+    bases.sort_unstable();
+    remove_leftovers(&*fs, &dir, &names, &bases)?;
+
+    let mut sealed: Vec<Arc<SealedSegment>> = Vec::new();
+    let writer = match bases.split_last() {
+        None => fresh_writer(&*fs, &dir, first_sequence, 0, sealed.clone())?,
+        Some((&last, older)) => {
+            for &base in older {
+                let segment = load_sealed(&*fs, &dir, base, &config)?;
+                check_continuity(&sealed, &segment)?;
+                sealed.push(Arc::new(segment));
+            }
+            let last_path = dir.join(segment_name(last));
+            let last_len = fs
+                .open(&last_path, OpenMode::Read)
+                .and_then(|file| file.len())
+                .map_err(|error| Error::io("open", &last_path, error))?;
+            match segment::load_sealed_index(&*fs, &dir, last, last_len) {
+                Ok((index, footer)) => {
+                    // Crashed after sealing, before the next segment was durably created.
+                    let segment = map_sealed(&*fs, &dir, last, index, footer)?;
+                    check_continuity(&sealed, &segment)?;
+                    let (next_seq, last_ts) = (segment.next_seq, segment.last_ts);
+                    sealed.push(Arc::new(segment));
+                    fresh_writer(&*fs, &dir, next_seq, last_ts, sealed.clone())?
+                }
+                Err(_) => {
+                    let previous = sealed.last().map(|s| (s.next_seq, s.last_ts));
+                    recover_active(&*fs, &dir, last, previous, &config, sealed.clone())?
+                }
+            }
+        }
+    };
+    tracing::info!(
+        dir = %dir.display(),
+        segments = writer.sealed.len() + 1,
+        next_sequence = writer.next_seq,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "opened log"
+    );
+    let retention_ms = config.retention.as_millis() as u64;
+    let first_on_disk = writer
+        .sealed
+        .first()
+        .map_or(writer.active.base_seq, |segment| segment.base_seq);
+    let view = Arc::new(View {
+        sealed: writer.sealed.clone(),
+        active: writer.active.clone(),
+        active_len: writer.len,
+        next_seq: writer.next_seq,
+        last_ts: writer.last_ts,
+    });
+    Ok(ShardLog {
+        dir,
+        fs,
+        clock,
+        config,
+        retention_ms: AtomicU64::new(retention_ms),
+        horizon_floor: AtomicU64::new(first_on_disk),
+        view: Mutex::new(view),
+        queue: CommitQueue::default(),
+        writer: Mutex::new(writer),
+        poisoned: AtomicBool::new(false),
+        poison_cause: Mutex::new(None),
+        _lock: lock,
+    })
+}
+
+/// Deletes temporary files and index files whose segment is gone (a crash between the two
+/// unlinks of retention).
+fn remove_leftovers(fs: &dyn Fs, dir: &Path, names: &[String], bases: &[u64]) -> Result<()> {
+    let mut removed = false;
+    for name in names {
+        let orphan_index =
+            parse_base(name, INDEX_SUFFIX).is_some_and(|base| !bases.contains(&base));
+        if name.ends_with(TMP_SUFFIX) || orphan_index {
+            let path = dir.join(name);
+            fs.remove_file(&path)
+                .map_err(|error| Error::io("remove", &path, error))?;
+            removed = true;
+        }
+    }
+    if removed {
+        fs.sync_dir(dir)
+            .map_err(|error| Error::io("fsync directory", dir, error))?;
+    }
+    Ok(())
+}
+
+fn check_continuity(sealed: &[Arc<SealedSegment>], next: &SealedSegment) -> Result<()> {
+    match sealed.last() {
+        Some(previous) if previous.next_seq != next.base_seq => Err(Error::corruption(
+            &next.path,
+            0,
+            format!(
+                "segment starts at sequence {} but the previous one ends before {}",
+                next.base_seq, previous.next_seq
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn map_sealed(
+    fs: &dyn Fs,
+    dir: &Path,
+    base: u64,
+    index: Bytes,
+    footer: crate::format::SealFooter,
+) -> Result<SealedSegment> {
+    let path = dir.join(segment_name(base));
+    let data = fs
+        .map_sealed(&path)
+        .map_err(|error| Error::io("map", &path, error))?;
+    let header = FileHeader::decode(&data, crate::format::SEGMENT_MAGIC)
+        .map_err(|reason| Error::corruption(&path, 0, reason))?;
+    if header.base_seq != base {
+        return Err(Error::corruption(
+            &path,
+            0,
+            format!(
+                "header names segment {} but the file is named for {base}",
+                header.base_seq
+            ),
+        ));
+    }
+    Ok(SealedSegment::new(path, base, data, index, footer))
+}
+
+/// Loads a segment that is not the last: through its sealed index if that checks out, else by
+/// a full scan that rebuilds the index. Such a segment was fully synced before its successor
+/// was created, so any bad batch in it is corruption.
+fn load_sealed(fs: &dyn Fs, dir: &Path, base: u64, config: &LogConfig) -> Result<SealedSegment> {
+    let path = dir.join(segment_name(base));
+    let data = fs
+        .map_sealed(&path)
+        .map_err(|error| Error::io("map", &path, error))?;
+    match segment::load_sealed_index(fs, dir, base, data.len() as u64) {
+        Ok((index, footer)) => map_sealed(fs, dir, base, index, footer),
+        Err(reason) => {
+            tracing::warn!(path = %path.display(), %reason, "rebuilding sealed index from the segment");
+            let header = FileHeader::decode(&data, crate::format::SEGMENT_MAGIC)
+                .map_err(|reason| Error::corruption(&path, 0, reason))?;
+            let source = Source::Mapped(data.clone());
+            let mut reader = BatchReader::new(&source, &path, base, data.len() as u64);
+            let mut state = ScanState::new(FILE_HEADER_LEN as u64, base, header.base_ts);
+            scan::scan(&mut reader, &mut state, config.index_interval_bytes, &path)?;
+            let Some(first_ts) = state.first_ts else {
+                return Err(Error::corruption(
+                    &path,
+                    FILE_HEADER_LEN as u64,
+                    "sealed segment holds no records",
+                ));
+            };
+            let footer = crate::format::SealFooter {
+                entry_count: state.entries.len() as u64,
+                data_len: data.len() as u64,
+                next_seq: state.next_seq,
+                first_ts,
+                last_ts: state.last_ts,
+            };
+            let index = encode_sealed_index(header, &state.entries, footer);
+            segment::write_atomically(fs, dir, &index_name(base), &index)?;
+            Ok(SealedSegment::new(
+                path,
+                base,
+                data,
+                Bytes::from(index),
+                footer,
+            ))
+        }
+    }
+}
+
+fn fresh_writer(
+    fs: &dyn Fs,
+    dir: &Path,
+    base: u64,
+    base_ts: i64,
+    sealed: Vec<Arc<SealedSegment>>,
+) -> Result<Writer> {
+    let created = create_segment(fs, dir, base, base_ts)?;
+    Ok(Writer {
+        file: created.file,
+        index_file: created.index_file,
+        index_file_len: FILE_HEADER_LEN as u64,
+        active: created.segment,
+        sealed: Arc::new(sealed),
+        len: FILE_HEADER_LEN as u64,
+        synced_len: FILE_HEADER_LEN as u64,
+        next_seq: base,
+        last_ts: base_ts,
+        active_first_ts: None,
+        last_indexed: None,
+        last_sync: Instant::now(),
+        buf: Vec::new(),
+    })
+}
+
+/// Reads the active segment's index file: the longest prefix of entries that is well formed
+/// (sorted, inside the segment, first at the first batch). Entries are derived data; the
+/// caller still checks them against the batches they point at.
+fn load_active_index(fs: &dyn Fs, dir: &Path, base: u64, len: u64) -> Vec<IndexEntry> {
+    let path = dir.join(index_name(base));
+    let Ok(bytes) = io::read_whole(fs, &path) else {
+        return Vec::new();
+    };
+    match FileHeader::decode(&bytes, INDEX_MAGIC) {
+        Ok(header) if header.base_seq == base => {}
+        _ => return Vec::new(),
+    }
+    let mut entries: Vec<IndexEntry> = Vec::new();
+    for chunk in bytes[FILE_HEADER_LEN..].chunks_exact(INDEX_ENTRY_LEN) {
+        let entry = IndexEntry::decode(chunk);
+        let well_placed = match entries.last() {
+            None => entry.position == FILE_HEADER_LEN as u64 && entry.seq == base,
+            Some(previous) => {
+                entry.position > previous.position
+                    && entry.seq > previous.seq
+                    && entry.timestamp_ms >= previous.timestamp_ms
+            }
+        };
+        if !well_placed || entry.position >= len {
+            break;
+        }
+        entries.push(entry);
+    }
+    entries
+}
+
+fn recover_active(
+    fs: &dyn Fs,
+    dir: &Path,
+    base: u64,
+    previous: Option<(u64, i64)>,
+    config: &LogConfig,
+    sealed: Vec<Arc<SealedSegment>>,
+) -> Result<Writer> {
+    let path = dir.join(segment_name(base));
+    let file: Arc<dyn FileIo> = fs
+        .open(&path, OpenMode::ReadWrite)
+        .map_err(|error| Error::io("open", &path, error))?
+        .into();
+    let len = file
+        .len()
+        .map_err(|error| Error::io("stat", &path, error))?;
+    let (previous_next, previous_ts) = previous.unwrap_or((base, 0));
+    if previous_next != base {
+        return Err(Error::corruption(
+            &path,
+            0,
+            format!(
+                "segment starts at sequence {base} but the previous one ends before {previous_next}"
+            ),
+        ));
+    }
+    let header = match segment::read_segment_header(&*file, &path) {
+        Ok(header) => header,
+        // Created but its header never became durable: nothing was ever appended to it.
+        Err(_) if len <= FILE_HEADER_LEN as u64 => {
+            tracing::warn!(path = %path.display(), "recreating a segment whose creation was torn by a crash");
+            return fresh_writer(fs, dir, base, previous_ts, sealed);
+        }
+        Err(error) => return Err(error),
+    };
+    if header.base_seq != base {
+        return Err(Error::corruption(
+            &path,
+            0,
+            format!(
+                "header names segment {} but the file is named for {base}",
+                header.base_seq
+            ),
+        ));
+    }
+
+    // The last index entry that points at an intact batch header tells how much was durable
+    // when that batch was written; the full check starts from the entry at or before it.
+    let source = Source::File(file.clone());
+    let mut reader = BatchReader::new(&source, &path, base, len);
+    let mut entries = load_active_index(fs, dir, base, len);
+    let mut synced_len = FILE_HEADER_LEN as u64;
+    while let Some(entry) = entries.last() {
+        match reader.header(entry.position) {
+            Ok(found)
+                if found.base_seq == entry.seq && found.timestamp_ms == entry.timestamp_ms =>
+            {
+                synced_len = found.synced_len.max(FILE_HEADER_LEN as u64);
+                break;
+            }
+            _ => {
+                entries.pop();
+            }
+        }
+    }
+    let keep = entries.partition_point(|entry| entry.position <= synced_len);
+    let mut state = match keep.checked_sub(1).map(|at| entries[at]) {
+        Some(start) => {
+            entries.truncate(keep - 1);
+            let mut state = ScanState::new(start.position, start.seq, start.timestamp_ms);
+            state.first_ts = entries.first().map(|entry| entry.timestamp_ms);
+            state.last_indexed = entries.last().map(|entry| entry.position);
+            state.entries = entries;
+            state
+        }
+        None => ScanState::new(
+            FILE_HEADER_LEN as u64,
+            base,
+            header.base_ts.max(previous_ts),
+        ),
+    };
+    let scanned_from = state.position;
+    if let Err(error) = scan::scan(&mut reader, &mut state, config.index_interval_bytes, &path) {
+        let bad_at = state.position;
+        let proof = scan::durable_beyond(&*file, base, bad_at, len)
+            .map_err(|error| Error::io("read", &path, error))?;
+        if let Some((proof_at, proof_header)) = proof {
+            return Err(Error::corruption(
+                &path,
+                bad_at,
+                format!(
+                    "{error}; not a torn write: the batch at offset {proof_at} was written after {} bytes were durable",
+                    proof_header.synced_len
+                ),
+            ));
+        }
+        tracing::warn!(
+            path = %path.display(),
+            offset = bad_at,
+            bytes = len - bad_at,
+            %error,
+            "truncating torn tail"
+        );
+        file.set_len(bad_at)
+            .map_err(|error| Error::io("truncate", &path, error))?;
+    }
+    let len = state.position;
+    // Whatever survived may sit only in the page cache (a process crash): make it durable
+    // before later batch headers claim it is.
+    file.sync_data()
+        .map_err(|error| Error::io("fdatasync", &path, error))?;
+
+    // Rewrite the index so the file matches what recovery derived.
+    let mut index_bytes = FileHeader {
+        base_seq: base,
+        base_ts: header.base_ts,
+    }
+    .encode(INDEX_MAGIC)
+    .to_vec();
+    for entry in &state.entries {
+        index_bytes.extend_from_slice(&entry.encode());
+    }
+    segment::write_atomically(fs, dir, &index_name(base), &index_bytes)?;
+    let index_path = dir.join(index_name(base));
+    let index_file = fs
+        .open(&index_path, OpenMode::ReadWrite)
+        .map_err(|error| Error::io("open", &index_path, error))?;
+    tracing::debug!(path = %path.display(), scanned_bytes = len - scanned_from, "recovered active segment");
+
+    Ok(Writer {
+        file: file.clone(),
+        index_file,
+        index_file_len: index_bytes.len() as u64,
+        active: Arc::new(ActiveSegment {
+            base_seq: base,
+            base_ts: header.base_ts,
+            path,
+            source,
+            entries: RwLock::new(state.entries.clone()),
+        }),
+        sealed: Arc::new(sealed),
+        len,
+        synced_len: len,
+        next_seq: state.next_seq,
+        last_ts: state.last_ts.max(previous_ts),
+        active_first_ts: state.first_ts,
+        last_indexed: state.last_indexed,
+        last_sync: Instant::now(),
+        buf: Vec::new(),
+    })
+}

@@ -1,0 +1,1 @@
+//! Black-box test package: see the files under `tests/`.
