@@ -81,9 +81,9 @@ impl Default for LogConfig {
 impl LogConfig {
     /// Checks the settings, naming the first that is out of range.
     pub fn validate(&self) -> Result<(), String> {
-        if self.segment_max_bytes < 4096 {
+        if self.segment_max_bytes < 1024 {
             return Err(format!(
-                "segment_max_bytes must be at least 4096, got {}",
+                "segment_max_bytes must be at least 1024, got {}",
                 self.segment_max_bytes
             ));
         }

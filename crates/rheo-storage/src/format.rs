@@ -290,7 +290,7 @@ impl SealFooter {
     /// Decodes the footer at the end of a whole sealed index file and checks its checksum.
     pub(crate) fn decode(file: &[u8], segment_base: u64) -> Result<SealFooter, String> {
         if file.len() < FILE_HEADER_LEN + SEAL_FOOTER_LEN
-            || (file.len() - FILE_HEADER_LEN - SEAL_FOOTER_LEN) % INDEX_ENTRY_LEN != 0
+            || !(file.len() - FILE_HEADER_LEN - SEAL_FOOTER_LEN).is_multiple_of(INDEX_ENTRY_LEN)
         {
             return Err("index file has no seal footer".to_string());
         }

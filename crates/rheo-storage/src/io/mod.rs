@@ -51,6 +51,8 @@ pub trait Fs: Send + Sync + fmt::Debug + 'static {
 }
 
 /// An open file. Offsets are explicit (pread/pwrite), so one handle serves several threads.
+// `len` is a fallible system call here; an `is_empty` beside it would add nothing.
+#[allow(clippy::len_without_is_empty)]
 pub trait FileIo: Send + Sync + fmt::Debug {
     /// Reads exactly `buf.len()` bytes at `offset`; `UnexpectedEof` if the file is shorter.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;

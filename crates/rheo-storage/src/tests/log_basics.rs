@@ -235,7 +235,7 @@ fn an_idle_segment_rolls_by_age_so_retention_can_reclaim_it() {
     clock.advance_ms(601_000);
     assert!(log.maintain().unwrap().rolled);
     assert_eq!(log.stats().segments, 2);
-    clock.advance_ms(3600_000);
+    clock.advance_ms(3_600_000);
     assert_eq!(log.maintain().unwrap().segments_deleted, 1);
     assert!(read_all(&log).is_empty());
     assert_eq!(log.tip().next_sequence, 1);
@@ -259,7 +259,7 @@ fn a_reader_keeps_a_segment_that_retention_deletes() {
         append_one(&log, "k", &payload("held", 200));
     }
     let held = log.read(0, 5, usize::MAX).unwrap();
-    clock.advance_ms(2 * 3600_000);
+    clock.advance_ms(2 * 3_600_000);
     assert!(log.maintain().unwrap().segments_deleted > 0);
     assert!(!dir.path().join(crate::segment::segment_name(0)).exists());
     for record in &held.records {
