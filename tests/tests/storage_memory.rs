@@ -38,7 +38,7 @@ fn heap_does_not_grow_with_data_stored() {
             data: &data,
         })
         .collect();
-    let mut append_mib = |mib: usize| {
+    let append_mib = |mib: usize| {
         for _ in 0..mib * 4 {
             log.append(&batch).unwrap();
         }
