@@ -253,8 +253,16 @@ fn verify_segment(
     }
     let sealed_index = segment::load_sealed_index(fs, dir, base, len);
     match sealed_index {
-        Ok((_, footer)) => {
+        Ok((index, footer)) => {
             let index_path = dir.join(segment::index_name(base));
+            if let Some(bad) = first_bad_entry(&index, &mut reader) {
+                report.findings.push(Finding {
+                    severity: Severity::Warning,
+                    path: index_path.clone(),
+                    offset: 0,
+                    message: format!("index entry {bad} does not point at the batch it names; the index is derived data and can be rebuilt by deleting it"),
+                });
+            }
             if footer.next_seq != state.next_seq || footer.last_ts != state.last_ts {
                 report.findings.push(Finding {
                     severity: Severity::Corruption,
@@ -278,4 +286,16 @@ fn verify_segment(
         Err(_) => {}
     }
     Ok(Some((state.next_seq, state.last_ts)))
+}
+
+/// The first entry of a sealed index that does not match the batch header it points at.
+fn first_bad_entry(index: &bytes::Bytes, reader: &mut BatchReader<'_>) -> Option<usize> {
+    let entries = &index[FILE_HEADER_LEN..index.len() - crate::format::SEAL_FOOTER_LEN];
+    entries
+        .chunks_exact(crate::format::INDEX_ENTRY_LEN)
+        .map(crate::format::IndexEntry::decode)
+        .position(|entry| match reader.header(entry.position) {
+            Ok(header) => header.base_seq != entry.seq || header.timestamp_ms != entry.timestamp_ms,
+            Err(_) => true,
+        })
 }
