@@ -11,7 +11,7 @@ use crate::batch::{self, ReadBudget, Record};
 use crate::error::{Error, Result};
 use crate::format::FILE_HEADER_LEN;
 use crate::log::{ShardLog, View, read_lock};
-use crate::segment::{BatchReader, IndexView, Source};
+use crate::segment::{BatchReader, IndexView, Source, TimeLookup};
 
 /// Where to start reading, in the terms of Kinesis's shard iterator types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +73,12 @@ impl SegmentRef<'_> {
         found.unwrap_or(FILE_HEADER_LEN as u64)
     }
 
-    fn position_for_timestamp(&self, timestamp_ms: i64) -> u64 {
-        let found = match &self.sealed_index {
-            Some(index) => index.position_for_timestamp(timestamp_ms),
+    fn lookup_timestamp(&self, timestamp_ms: i64) -> TimeLookup {
+        match &self.sealed_index {
+            Some(index) => index.lookup_timestamp(timestamp_ms),
             None => IndexView::Owned(&read_lock(&self.view.active.entries))
-                .position_for_timestamp(timestamp_ms),
-        };
-        found.unwrap_or(FILE_HEADER_LEN as u64)
+                .lookup_timestamp(timestamp_ms),
+        }
     }
 
     fn is_empty(&self) -> bool {
@@ -137,8 +136,11 @@ impl View {
             if segment.is_empty() {
                 continue;
             }
+            let mut position = match segment.lookup_timestamp(timestamp_ms) {
+                TimeLookup::Found(seq) => return Ok(seq),
+                TimeLookup::WalkFrom(position) => position.unwrap_or(FILE_HEADER_LEN as u64),
+            };
             let mut reader = segment.reader();
-            let mut position = segment.position_for_timestamp(timestamp_ms);
             while position < reader.end() {
                 let header = reader.header(position)?;
                 if header.timestamp_ms >= timestamp_ms {
@@ -270,7 +272,7 @@ fn read_into(
 ) -> Result<()> {
     while *seq < view.next_seq && !budget.exhausted() {
         let segment = view.segment(view.segment_index_for_seq(*seq));
-        let mut reader = segment.reader();
+        let mut reader = segment.reader().streaming();
         let mut position = segment.position_for_seq(*seq);
         let mut expected_base: Option<u64> = None;
         while position < reader.end() && !budget.exhausted() {

@@ -58,10 +58,13 @@ pub(crate) struct BatchReader<'a> {
     end: u64,
     window_start: u64,
     window: Bytes,
+    next_window: u64,
 }
 
-/// Read-ahead for the active segment.
-const WINDOW_BYTES: u64 = 256 * 1024;
+/// Read-ahead for the active segment: the first read of a reader fetches a small window (a
+/// seek touches one or two headers), each refill doubles it up to the maximum (a scan streams).
+const FIRST_WINDOW_BYTES: u64 = 4 * 1024;
+const MAX_WINDOW_BYTES: u64 = 256 * 1024;
 
 impl<'a> BatchReader<'a> {
     pub(crate) fn new(source: &'a Source, path: &'a Path, segment_base: u64, end: u64) -> Self {
@@ -72,7 +75,14 @@ impl<'a> BatchReader<'a> {
             end,
             window_start: 0,
             window: Bytes::new(),
+            next_window: FIRST_WINDOW_BYTES,
         }
+    }
+
+    /// Starts with the largest read-ahead window: for reads that stream many batches.
+    pub(crate) fn streaming(mut self) -> Self {
+        self.next_window = MAX_WINDOW_BYTES;
+        self
     }
 
     pub(crate) fn end(&self) -> u64 {
@@ -92,7 +102,9 @@ impl<'a> BatchReader<'a> {
             Source::File(file) => {
                 let window_end = self.window_start + self.window.len() as u64;
                 if at < self.window_start || at + len > window_end {
-                    let want = len.max(WINDOW_BYTES).min(self.end - at);
+                    let grown =
+                        (self.window.len() as u64 * 2).clamp(FIRST_WINDOW_BYTES, MAX_WINDOW_BYTES);
+                    let want = len.max(grown).min(self.end - at);
                     let mut buf = vec![0; want as usize];
                     file.read_exact_at(&mut buf, at)
                         .map_err(|error| Error::io("read", self.path, error))?;
@@ -222,16 +234,25 @@ impl IndexView<'_> {
         (after > 0).then(|| self.get(after - 1).position)
     }
 
-    /// Position of a batch from which walking forward finds the first record at or after
-    /// `timestamp_ms`.
-    pub(crate) fn position_for_timestamp(&self, timestamp_ms: i64) -> Option<u64> {
+    /// Where to find the first record at or after `timestamp_ms`: the answer itself when the
+    /// segment's first batch qualifies (no I/O), else a batch to walk forward from.
+    pub(crate) fn lookup_timestamp(&self, timestamp_ms: i64) -> TimeLookup {
         let first_at_or_after = self.partition_point(|entry| entry.timestamp_ms < timestamp_ms);
         match first_at_or_after {
-            0 if self.len() > 0 => Some(self.get(0).position),
-            0 => None,
-            after => Some(self.get(after - 1).position),
+            0 if self.len() > 0 => TimeLookup::Found(self.get(0).seq),
+            0 => TimeLookup::WalkFrom(None),
+            after => TimeLookup::WalkFrom(Some(self.get(after - 1).position)),
         }
     }
+}
+
+/// Result of a timestamp lookup in a sparse index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimeLookup {
+    /// The segment's first batch is at or after the time: this is its sequence number.
+    Found(u64),
+    /// Walk batch headers forward from this position (or the first batch if `None`).
+    WalkFrom(Option<u64>),
 }
 
 /// Builds the bytes of a sealed index file.
@@ -342,10 +363,14 @@ mod tests {
         assert_eq!(index.position_for_seq(0), Some(40));
         assert_eq!(index.position_for_seq(15), Some(500));
         assert_eq!(index.position_for_seq(99), Some(900));
-        assert_eq!(index.position_for_timestamp(50), Some(40));
-        assert_eq!(index.position_for_timestamp(100), Some(40));
-        assert_eq!(index.position_for_timestamp(150), Some(500));
-        assert_eq!(index.position_for_timestamp(999), Some(900));
+        assert_eq!(index.lookup_timestamp(50), TimeLookup::Found(0));
+        assert_eq!(index.lookup_timestamp(100), TimeLookup::Found(0));
+        assert_eq!(index.lookup_timestamp(150), TimeLookup::WalkFrom(Some(500)));
+        assert_eq!(index.lookup_timestamp(999), TimeLookup::WalkFrom(Some(900)));
+        assert_eq!(
+            IndexView::Owned(&[]).lookup_timestamp(1),
+            TimeLookup::WalkFrom(None)
+        );
         assert_eq!(IndexView::Owned(&[]).position_for_seq(3), None);
     }
 }
