@@ -217,10 +217,20 @@ impl ShardLog {
 
     /// Writes one group and completes every waiter in it.
     fn lead(&self, mut group: Vec<PendingAppend>) {
-        let outcome = {
+        // A panic here (a bug) must not leave the group's waiters blocked forever: it poisons
+        // the log and fails the group like an I/O error would.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let mut writer = lock(&self.writer);
             self.commit_group(&mut writer, &mut group)
-        };
+        }))
+        .unwrap_or_else(|_| {
+            let error = Error::Poisoned {
+                path: self.dir.clone(),
+                cause: "internal error: a group commit panicked".into(),
+            };
+            self.poison(&error);
+            Err(error)
+        });
         match outcome {
             Ok(results) => {
                 for (pending, result) in group.iter().zip(results) {
