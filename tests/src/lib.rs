@@ -1,1 +1,102 @@
-//! Black-box test package: see the files under `tests/`.
+//! Black-box test support: start the real server on `127.0.0.1:0` over a temporary data
+//! directory and connect the generated Rust client to it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rheo_proto::v1::admin_client::AdminClient;
+use rheo_proto::v1::kinesis_client::KinesisClient;
+use rheo_storage::{Clock, OffsetClock};
+use rheo_streams::{Store, StoreConfig};
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+/// A running server and a client connected to it.
+#[derive(Debug)]
+pub struct TestServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// The clock it runs on (a testbed clock: tests move it forward).
+    pub clock: OffsetClock,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts a server on `data_dir` with `config` (its data_dir is replaced), on a fresh
+    /// testbed clock.
+    pub async fn start(data_dir: &Path, config: StoreConfig) -> TestServer {
+        Self::start_with_clock(data_dir, config, OffsetClock::new()).await
+    }
+
+    /// Starts a server on an existing clock (to keep time across a restart).
+    pub async fn start_with_clock(
+        data_dir: &Path,
+        mut config: StoreConfig,
+        clock: OffsetClock,
+    ) -> TestServer {
+        config.data_dir = data_dir.to_path_buf();
+        let shared: Arc<dyn Clock> = Arc::new(clock.clone());
+        let store = Store::open(config, shared).await.expect("open store");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("local address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let testbed = Some(clock.clone());
+        let task = tokio::spawn(async move {
+            rheo_server::run(listener, store, testbed, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server ran");
+        });
+        TestServer {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            clock,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A client for the Kinesis service.
+    pub async fn client(&self) -> KinesisClient<Channel> {
+        KinesisClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect")
+    }
+
+    /// A client for the Admin service.
+    pub async fn admin(&self) -> AdminClient<Channel> {
+        AdminClient::connect(format!("http://{}", self.addr))
+            .await
+            .expect("connect")
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight calls, sync, return.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+}
+
+/// Test settings: Kinesis defaults with small segments.
+pub fn test_config() -> StoreConfig {
+    StoreConfig {
+        segment_max_bytes: 64 * 1024,
+        ..StoreConfig::default()
+    }
+}
+
+/// The Kinesis exception name a status carries.
+pub fn reason(status: &tonic::Status) -> String {
+    rheo_server::kinesis_name(status).unwrap_or_else(|| format!("no ErrorInfo in {status:?}"))
+}

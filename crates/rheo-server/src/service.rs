@@ -1,0 +1,147 @@
+//! The tonic service: dispatches each RPC to its handler and maps errors through
+//! [`crate::error::to_status`], the only place that happens.
+
+use rheo_proto::v1 as pb;
+use rheo_proto::v1::kinesis_server::Kinesis;
+use rheo_streams::Store;
+use tonic::{Request, Response, Status};
+
+use crate::error::to_status;
+use crate::handlers::{records, shards, streams, tags};
+
+/// The Kinesis gRPC service over a [`Store`].
+#[derive(Debug, Clone)]
+pub struct KinesisService {
+    store: Store,
+}
+
+impl KinesisService {
+    /// A service answering from `store`.
+    pub fn new(store: Store) -> Self {
+        KinesisService { store }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(result: rheo_streams::Result<T>) -> Reply<T> {
+    result.map(Response::new).map_err(to_status)
+}
+
+#[tonic::async_trait]
+impl Kinesis for KinesisService {
+    async fn create_stream(
+        &self,
+        request: Request<pb::CreateStreamRequest>,
+    ) -> Reply<pb::CreateStreamResponse> {
+        reply(streams::create_stream(&self.store, request.into_inner()).await)
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<pb::DeleteStreamRequest>,
+    ) -> Reply<pb::DeleteStreamResponse> {
+        reply(streams::delete_stream(&self.store, request.into_inner()).await)
+    }
+
+    async fn list_streams(
+        &self,
+        request: Request<pb::ListStreamsRequest>,
+    ) -> Reply<pb::ListStreamsResponse> {
+        reply(streams::list_streams(&self.store, request.into_inner()))
+    }
+
+    async fn describe_stream_summary(
+        &self,
+        request: Request<pb::DescribeStreamSummaryRequest>,
+    ) -> Reply<pb::DescribeStreamSummaryResponse> {
+        reply(streams::describe_stream_summary(
+            &self.store,
+            request.into_inner(),
+        ))
+    }
+
+    async fn describe_stream(
+        &self,
+        request: Request<pb::DescribeStreamRequest>,
+    ) -> Reply<pb::DescribeStreamResponse> {
+        reply(streams::describe_stream(&self.store, request.into_inner()))
+    }
+
+    async fn list_shards(
+        &self,
+        request: Request<pb::ListShardsRequest>,
+    ) -> Reply<pb::ListShardsResponse> {
+        reply(shards::list_shards(&self.store, request.into_inner()))
+    }
+
+    async fn increase_stream_retention_period(
+        &self,
+        request: Request<pb::IncreaseStreamRetentionPeriodRequest>,
+    ) -> Reply<pb::IncreaseStreamRetentionPeriodResponse> {
+        reply(streams::increase_retention(&self.store, request.into_inner()).await)
+    }
+
+    async fn decrease_stream_retention_period(
+        &self,
+        request: Request<pb::DecreaseStreamRetentionPeriodRequest>,
+    ) -> Reply<pb::DecreaseStreamRetentionPeriodResponse> {
+        reply(streams::decrease_retention(&self.store, request.into_inner()).await)
+    }
+
+    async fn add_tags_to_stream(
+        &self,
+        request: Request<pb::AddTagsToStreamRequest>,
+    ) -> Reply<pb::AddTagsToStreamResponse> {
+        reply(tags::add_tags(&self.store, request.into_inner()).await)
+    }
+
+    async fn remove_tags_from_stream(
+        &self,
+        request: Request<pb::RemoveTagsFromStreamRequest>,
+    ) -> Reply<pb::RemoveTagsFromStreamResponse> {
+        reply(tags::remove_tags(&self.store, request.into_inner()).await)
+    }
+
+    async fn list_tags_for_stream(
+        &self,
+        request: Request<pb::ListTagsForStreamRequest>,
+    ) -> Reply<pb::ListTagsForStreamResponse> {
+        reply(tags::list_tags(&self.store, request.into_inner()))
+    }
+
+    async fn describe_limits(
+        &self,
+        _request: Request<pb::DescribeLimitsRequest>,
+    ) -> Reply<pb::DescribeLimitsResponse> {
+        Ok(Response::new(streams::describe_limits(&self.store)))
+    }
+
+    async fn put_record(
+        &self,
+        request: Request<pb::PutRecordRequest>,
+    ) -> Reply<pb::PutRecordResponse> {
+        reply(records::put_record(&self.store, request.into_inner()).await)
+    }
+
+    async fn put_records(
+        &self,
+        request: Request<pb::PutRecordsRequest>,
+    ) -> Reply<pb::PutRecordsResponse> {
+        reply(records::put_records(&self.store, request.into_inner()).await)
+    }
+
+    async fn get_shard_iterator(
+        &self,
+        request: Request<pb::GetShardIteratorRequest>,
+    ) -> Reply<pb::GetShardIteratorResponse> {
+        reply(records::get_shard_iterator(&self.store, request.into_inner()).await)
+    }
+
+    async fn get_records(
+        &self,
+        request: Request<pb::GetRecordsRequest>,
+    ) -> Reply<pb::GetRecordsResponse> {
+        reply(records::get_records(&self.store, request.into_inner()).await)
+    }
+}

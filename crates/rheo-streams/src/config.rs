@@ -1,0 +1,78 @@
+//! Server-wide settings of the Kinesis model, with Kinesis-faithful defaults.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rheo_storage::Durability;
+
+/// Per-shard throughput limits as Kinesis applies them. `enabled = false` switches all off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardLimits {
+    /// Apply the limits at all. Default: true.
+    pub enabled: bool,
+    /// Write bytes per second per shard (partition keys included). Default: 1 MiB.
+    pub write_bytes_per_sec: u64,
+    /// Records written per second per shard. Default: 1,000.
+    pub write_records_per_sec: u64,
+    /// Bytes returned by GetRecords per second per shard. Default: 2 MiB.
+    pub read_bytes_per_sec: u64,
+    /// GetRecords calls per second per shard. Default: 5.
+    pub read_calls_per_sec: u64,
+}
+
+impl Default for ShardLimits {
+    fn default() -> Self {
+        ShardLimits {
+            enabled: true,
+            write_bytes_per_sec: 1024 * 1024,
+            write_records_per_sec: 1000,
+            read_bytes_per_sec: 2 * 1024 * 1024,
+            read_calls_per_sec: 5,
+        }
+    }
+}
+
+/// How the store behaves.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Where streams live. Default: `./rheo-data`.
+    pub data_dir: PathBuf,
+    /// When a put is acknowledged. Default: `Sync` (on disk, group-committed).
+    pub durability: Durability,
+    /// Segment size of every shard log. Default: 128 MiB.
+    pub segment_max_bytes: u64,
+    /// How long a shard iterator stays valid. Default: 5 minutes.
+    pub iterator_ttl: Duration,
+    /// How long a pagination token stays valid. Default: 300 s.
+    pub next_token_ttl: Duration,
+    /// Shortest retention accepted, in hours. Kinesis: 24; a testbed may allow down to 1.
+    pub min_retention_hours: u32,
+    /// Most shards over all streams (DescribeLimits' ShardLimit). Default: 20,000.
+    pub shard_limit: u32,
+    /// Most on-demand streams. Default: 50.
+    pub on_demand_stream_limit: u32,
+    /// Per-shard throughput limits.
+    pub limits: ShardLimits,
+    /// Region in ARNs. Default: `us-east-1`.
+    pub region: String,
+    /// Account id in ARNs and messages. Default: `000000000000`.
+    pub account_id: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            data_dir: PathBuf::from("rheo-data"),
+            durability: Durability::Sync,
+            segment_max_bytes: 128 * 1024 * 1024,
+            iterator_ttl: Duration::from_secs(300),
+            next_token_ttl: Duration::from_secs(300),
+            min_retention_hours: 24,
+            shard_limit: 20_000,
+            on_demand_stream_limit: 50,
+            limits: ShardLimits::default(),
+            region: "us-east-1".to_string(),
+            account_id: "000000000000".to_string(),
+        }
+    }
+}

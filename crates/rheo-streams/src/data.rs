@@ -1,0 +1,315 @@
+//! The data plane: PutRecord(s), GetShardIterator, GetRecords.
+
+use std::sync::Arc;
+
+use rheo_storage::{Position, RecordInput};
+
+use crate::error::{Result, StreamsError};
+use crate::hashing::{hash_partition_key, parse_explicit_hash_key};
+use crate::model::{IteratorStart, PutEntry, PutOutcome, RecordOut, RecordsPage, format_time};
+use crate::seqnum::SequenceNumber;
+use crate::store::{Shard, Store, Stream};
+use crate::token::ShardIterator;
+
+/// Most records in one PutRecords call.
+pub const MAX_PUT_RECORDS: usize = 500;
+/// Most bytes (data plus partition keys) in one PutRecords call.
+pub const MAX_PUT_RECORDS_BYTES: usize = 10 * 1024 * 1024;
+/// Most records one GetRecords call returns.
+pub const MAX_GET_RECORDS: usize = 10_000;
+/// Most bytes one GetRecords call returns.
+pub const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
+
+/// A validated record with its shard.
+struct Routed {
+    shard: Arc<Shard>,
+    entry: PutEntry,
+    hash_key: Option<u128>,
+}
+
+fn validate_entry(stream: &Stream, entry: &PutEntry, index: usize) -> Result<Option<u128>> {
+    let key_chars = entry.partition_key.chars().count();
+    if !(1..=256).contains(&key_chars) {
+        return Err(StreamsError::Validation(format!(
+            "1 validation error detected: Value at 'records.{index}.member.partitionKey' failed to satisfy constraint: Member must have length between 1 and 256, got {key_chars}"
+        )));
+    }
+    let size = entry.partition_key.len() + entry.data.len();
+    let max = stream.max_record_bytes();
+    if size > max {
+        return Err(StreamsError::Validation(format!(
+            "1 validation error detected: Value at 'records.{index}.member.data' failed to satisfy constraint: Member must have length less than or equal to {max} together with its partition key, got {size} bytes"
+        )));
+    }
+    entry
+        .explicit_hash_key
+        .as_deref()
+        .map(parse_explicit_hash_key)
+        .transpose()
+}
+
+impl Store {
+    /// PutRecords: validates every record (a bad one fails the whole call, nothing is written),
+    /// then writes each shard's records as one batch. Per-record results come back in request
+    /// order; a record refused by a shard's throughput limit fails alone.
+    pub async fn put_records(&self, name: &str, entries: Vec<PutEntry>) -> Result<Vec<PutOutcome>> {
+        if entries.is_empty() || entries.len() > MAX_PUT_RECORDS {
+            return Err(StreamsError::Validation(format!(
+                "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {MAX_PUT_RECORDS}, got {}",
+                entries.len()
+            )));
+        }
+        let stream = self.stream(name)?;
+        let total: usize = entries
+            .iter()
+            .map(|entry| entry.partition_key.len() + entry.data.len())
+            .sum();
+        if total > MAX_PUT_RECORDS_BYTES {
+            return Err(StreamsError::InvalidArgument(format!(
+                "Records size exceeds {MAX_PUT_RECORDS_BYTES} bytes: the request carries {total} bytes of data and partition keys"
+            )));
+        }
+        let mut routed = Vec::with_capacity(entries.len());
+        for (index, entry) in entries.into_iter().enumerate() {
+            let hash_key = validate_entry(&stream, &entry, index)?;
+            let hash = hash_key.unwrap_or_else(|| hash_partition_key(&entry.partition_key));
+            routed.push(Routed {
+                shard: stream.route(hash).clone(),
+                entry,
+                hash_key,
+            });
+        }
+
+        let limits_on = self.inner.config.limits.enabled;
+        let mut outcomes: Vec<Option<PutOutcome>> = vec![None; routed.len()];
+        // Group admitted records by shard, keeping request order within each shard.
+        let mut by_shard: Vec<(Arc<Shard>, Vec<usize>)> = Vec::new();
+        for (index, record) in routed.iter().enumerate() {
+            let size = (record.entry.partition_key.len() + record.entry.data.len()) as u64;
+            if limits_on && !record.shard.limiter.admit_write(1, size) {
+                outcomes[index] = Some(PutOutcome::Failed {
+                    error_code: "ProvisionedThroughputExceededException".into(),
+                    error_message: format!(
+                        "Rate exceeded for shard {} in stream {name} under account {}.",
+                        record.shard.id, self.inner.config.account_id
+                    ),
+                });
+                continue;
+            }
+            match by_shard
+                .iter_mut()
+                .find(|(shard, _)| shard.index == record.shard.index)
+            {
+                Some((_, indexes)) => indexes.push(index),
+                None => by_shard.push((record.shard.clone(), vec![index])),
+            }
+        }
+        let routed = Arc::new(routed);
+        let mut tasks = Vec::with_capacity(by_shard.len());
+        for (shard, indexes) in by_shard {
+            let routed = routed.clone();
+            tasks.push(tokio::task::spawn_blocking(move || {
+                let inputs: Vec<RecordInput> = indexes
+                    .iter()
+                    .map(|&index| RecordInput {
+                        partition_key: routed[index].entry.partition_key.as_bytes(),
+                        explicit_hash_key: routed[index].hash_key,
+                        data: &routed[index].entry.data,
+                    })
+                    .collect();
+                let result = shard.log.append(&inputs);
+                (shard, indexes, result)
+            }));
+        }
+        for task in tasks {
+            let (shard, indexes, result) = task
+                .await
+                .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?;
+            match result {
+                Ok(appended) => {
+                    for (offset, index) in indexes.into_iter().enumerate() {
+                        let sequence = SequenceNumber {
+                            shard_index: shard.index,
+                            engine_sequence: appended.sequence(offset as u32),
+                        };
+                        outcomes[index] = Some(PutOutcome::Stored {
+                            shard_id: shard.id.clone(),
+                            sequence_number: sequence.to_string(),
+                        });
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(stream = %name, shard = %shard.id, %error, "append failed");
+                    for index in indexes {
+                        outcomes[index] = Some(PutOutcome::Failed {
+                            error_code: "InternalFailure".into(),
+                            error_message: "Internal Service Failure".into(),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.expect("every record has an outcome"))
+            .collect())
+    }
+
+    /// PutRecord: one record; throttling or a storage failure fails the call.
+    pub async fn put_record(
+        &self,
+        name: &str,
+        entry: PutEntry,
+        sequence_number_for_ordering: Option<&str>,
+    ) -> Result<(String, String)> {
+        if let Some(previous) = sequence_number_for_ordering {
+            // Any later record of the same shard gets a larger number; parse it to refuse junk.
+            SequenceNumber::parse(previous, "sequenceNumberForOrdering")?;
+        }
+        let stream = self.stream(name)?;
+        validate_entry(&stream, &entry, 0)?;
+        match self.put_records(name, vec![entry]).await?.remove(0) {
+            PutOutcome::Stored {
+                shard_id,
+                sequence_number,
+            } => Ok((shard_id, sequence_number)),
+            PutOutcome::Failed {
+                error_code,
+                error_message,
+            } if error_code == "ProvisionedThroughputExceededException" => {
+                Err(StreamsError::ProvisionedThroughputExceeded(error_message))
+            }
+            PutOutcome::Failed { error_message, .. } => Err(StreamsError::Internal(error_message)),
+        }
+    }
+
+    fn iterator_for(&self, stream: &Stream, shard: &Shard, position: u64) -> String {
+        self.inner.key.encode_iterator(&ShardIterator {
+            stream: stream.name.clone(),
+            incarnation: stream.incarnation,
+            shard_index: shard.index,
+            position,
+            issued_ms: self.now_ms(),
+        })
+    }
+
+    /// GetShardIterator.
+    pub async fn get_shard_iterator(
+        &self,
+        name: &str,
+        shard_id: &str,
+        start: IteratorStart,
+    ) -> Result<String> {
+        let stream = self.stream(name)?;
+        let shard = stream.shard(shard_id).cloned().ok_or_else(|| {
+            StreamsError::ResourceNotFound(format!(
+                "Shard {shard_id} in stream {name} under account {} does not exist",
+                self.inner.config.account_id
+            ))
+        })?;
+        let check_shard = |text: &str| -> Result<u64> {
+            let sequence = SequenceNumber::parse(text, "startingSequenceNumber")?;
+            if sequence.shard_index != shard.index {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Invalid StartingSequenceNumber. It encodes a different shardId than {shard_id} in stream {name} under account {}: {text}",
+                    self.inner.config.account_id
+                )));
+            }
+            Ok(sequence.engine_sequence)
+        };
+        let position = match &start {
+            IteratorStart::AtSequenceNumber(text) => Position::AtSequence(check_shard(text)?),
+            IteratorStart::AfterSequenceNumber(text) => Position::AfterSequence(check_shard(text)?),
+            IteratorStart::AtTimestamp(ms) => Position::AtTimestamp(*ms),
+            IteratorStart::TrimHorizon => Position::TrimHorizon,
+            IteratorStart::Latest => Position::Latest,
+        };
+        let log = shard.log.clone();
+        let resolved = tokio::task::spawn_blocking(move || log.seek(position))
+            .await
+            .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?
+            .map_err(|error| match error {
+                rheo_storage::Error::InvalidArgument(_) => StreamsError::InvalidArgument(format!(
+                    "StartingSequenceNumber used in GetShardIterator on shard {shard_id} in stream {name} under account {} is beyond the newest record",
+                    self.inner.config.account_id
+                )),
+                other => other.into(),
+            })?;
+        Ok(self.iterator_for(&stream, &shard, resolved))
+    }
+
+    /// GetRecords.
+    pub async fn get_records(&self, iterator: &str, limit: Option<i64>) -> Result<RecordsPage> {
+        let limit = match limit {
+            None => MAX_GET_RECORDS,
+            Some(limit) if (1..=MAX_GET_RECORDS as i64).contains(&limit) => limit as usize,
+            Some(limit) => {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Limit must be between 1 and {MAX_GET_RECORDS}, got {limit}"
+                )));
+            }
+        };
+        let decoded = self.inner.key.decode_iterator(iterator)?;
+        let now = self.now_ms();
+        let ttl = self.inner.config.iterator_ttl.as_millis() as i64;
+        if now - decoded.issued_ms > ttl {
+            return Err(StreamsError::ExpiredIterator(format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ttl} milliseconds.",
+                format_time(decoded.issued_ms),
+                format_time(now)
+            )));
+        }
+        let stream = self.stream(&decoded.stream)?;
+        if stream.incarnation != decoded.incarnation {
+            return Err(StreamsError::ResourceNotFound(format!(
+                "The shard iterator was issued for an earlier stream named {} that has been deleted",
+                decoded.stream
+            )));
+        }
+        let shard = stream
+            .shards
+            .iter()
+            .find(|shard| shard.index == decoded.shard_index)
+            .cloned()
+            .ok_or_else(|| StreamsError::InvalidArgument("Invalid ShardIterator.".into()))?;
+        let limits_on = self.inner.config.limits.enabled;
+        if limits_on
+            && (!shard.limiter.read_bytes.has_credit() || !shard.limiter.read_calls.try_take(1))
+        {
+            return Err(StreamsError::ProvisionedThroughputExceeded(format!(
+                "Rate exceeded for Shard - {}/{}/{}",
+                self.inner.config.account_id, stream.name, shard.id
+            )));
+        }
+        let log = shard.log.clone();
+        let position = decoded.position;
+        let outcome =
+            tokio::task::spawn_blocking(move || log.read(position, limit, MAX_GET_RECORDS_BYTES))
+                .await
+                .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))??;
+        let bytes: usize = outcome.records.iter().map(|record| record.size()).sum();
+        if limits_on {
+            shard.limiter.read_bytes.charge(bytes as u64);
+        }
+        let records = outcome
+            .records
+            .into_iter()
+            .map(|record| RecordOut {
+                sequence_number: SequenceNumber {
+                    shard_index: shard.index,
+                    engine_sequence: record.sequence,
+                }
+                .to_string(),
+                arrival_ms: record.timestamp_ms,
+                data: record.data,
+                partition_key: String::from_utf8_lossy(&record.partition_key).into_owned(),
+            })
+            .collect();
+        Ok(RecordsPage {
+            records,
+            next_shard_iterator: Some(self.iterator_for(&stream, &shard, outcome.next_sequence)),
+            millis_behind_latest: outcome.millis_behind_latest,
+            child_shards: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! The domain errors of the Kinesis model. Each carries the Kinesis exception name it maps to;
+//! front ends translate them in one place each (gRPC status, Kinesis HTTP error).
+
+/// Everything a Kinesis operation can fail with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamsError {
+    /// The stream, shard or consumer does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// The resource exists or is busy (not ACTIVE, name taken, consumers registered).
+    #[error("{0}")]
+    ResourceInUse(String),
+    /// A semantically invalid argument.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A value outside its schema (length, pattern, range).
+    #[error("{0}")]
+    Validation(String),
+    /// A quota would be exceeded.
+    #[error("{0}")]
+    LimitExceeded(String),
+    /// A per-shard throughput limit was hit.
+    #[error("{0}")]
+    ProvisionedThroughputExceeded(String),
+    /// A shard iterator is older than its lifetime.
+    #[error("{0}")]
+    ExpiredIterator(String),
+    /// A pagination token is older than its lifetime.
+    #[error("{0}")]
+    ExpiredNextToken(String),
+    /// The server failed (I/O, corruption); the message says what.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl StreamsError {
+    /// The Kinesis exception name (`__type` on the HTTP wire, the ErrorInfo reason on gRPC).
+    pub fn kinesis_name(&self) -> &'static str {
+        match self {
+            StreamsError::ResourceNotFound(_) => "ResourceNotFoundException",
+            StreamsError::ResourceInUse(_) => "ResourceInUseException",
+            StreamsError::InvalidArgument(_) => "InvalidArgumentException",
+            StreamsError::Validation(_) => "ValidationException",
+            StreamsError::LimitExceeded(_) => "LimitExceededException",
+            StreamsError::ProvisionedThroughputExceeded(_) => {
+                "ProvisionedThroughputExceededException"
+            }
+            StreamsError::ExpiredIterator(_) => "ExpiredIteratorException",
+            StreamsError::ExpiredNextToken(_) => "ExpiredNextTokenException",
+            StreamsError::Internal(_) => "InternalFailureException",
+        }
+    }
+}
+
+impl From<rheo_storage::Error> for StreamsError {
+    fn from(error: rheo_storage::Error) -> Self {
+        match error {
+            rheo_storage::Error::InvalidArgument(message) => StreamsError::InvalidArgument(message),
+            other => {
+                tracing::error!(error = %other, "storage failure");
+                StreamsError::Internal(other.to_string())
+            }
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = StreamsError> = std::result::Result<T, E>;

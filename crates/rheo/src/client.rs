@@ -1,0 +1,446 @@
+//! Operator commands that talk to a running server with the generated gRPC client.
+
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use rheo_proto::v1 as pb;
+use rheo_proto::v1::admin_client::AdminClient;
+use rheo_proto::v1::kinesis_client::KinesisClient;
+use tonic::transport::Channel;
+
+/// Where the server is.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Endpoint {
+    /// The server's gRPC address.
+    #[arg(
+        long,
+        env = "RHEO_ENDPOINT",
+        default_value = "http://127.0.0.1:4567",
+        global = true
+    )]
+    endpoint: String,
+}
+
+impl Endpoint {
+    async fn kinesis(&self) -> anyhow::Result<KinesisClient<Channel>> {
+        let client = KinesisClient::connect(self.endpoint.clone())
+            .await
+            .with_context(|| format!("connecting to {}", self.endpoint))?;
+        Ok(client.max_decoding_message_size(rheo_server::MAX_MESSAGE_BYTES))
+    }
+}
+
+fn explain(status: tonic::Status) -> anyhow::Error {
+    let name = rheo_server::kinesis_name(&status).unwrap_or_else(|| format!("{:?}", status.code()));
+    anyhow::anyhow!("{name}: {}", status.message())
+}
+
+/// `rheo stream ...`
+#[derive(Debug, clap::Args)]
+pub(crate) struct StreamArgs {
+    #[command(subcommand)]
+    action: StreamAction,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum StreamAction {
+    /// Create a stream.
+    Create {
+        /// Stream name.
+        name: String,
+        /// Number of shards.
+        #[arg(long, default_value_t = 1)]
+        shards: i32,
+        /// Create an on-demand stream (4 shards) instead.
+        #[arg(long)]
+        on_demand: bool,
+        /// Retention in hours.
+        #[arg(long)]
+        retention_hours: Option<i32>,
+    },
+    /// List streams.
+    List,
+    /// Describe a stream and its shards.
+    Describe {
+        /// Stream name.
+        name: String,
+    },
+    /// Delete a stream and its data.
+    Delete {
+        /// Stream name.
+        name: String,
+    },
+}
+
+pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.endpoint.kinesis().await?;
+    match args.action {
+        StreamAction::Create {
+            name,
+            shards,
+            on_demand,
+            retention_hours,
+        } => {
+            let request = pb::CreateStreamRequest {
+                stream_name: name.clone(),
+                shard_count: (!on_demand).then_some(shards),
+                stream_mode: if on_demand {
+                    pb::StreamMode::OnDemand
+                } else {
+                    pb::StreamMode::Provisioned
+                } as i32,
+                retention_period_hours: retention_hours,
+                ..Default::default()
+            };
+            client.create_stream(request).await.map_err(explain)?;
+            println!("created {name}");
+        }
+        StreamAction::List => {
+            let mut next_token = String::new();
+            loop {
+                let page = client
+                    .list_streams(pb::ListStreamsRequest {
+                        next_token: next_token.clone(),
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(explain)?
+                    .into_inner();
+                for name in page.stream_names {
+                    println!("{name}");
+                }
+                if !page.has_more_streams {
+                    break;
+                }
+                next_token = page.next_token;
+            }
+        }
+        StreamAction::Describe { name } => {
+            let summary = client
+                .describe_stream_summary(pb::DescribeStreamSummaryRequest {
+                    stream_name: name.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?
+                .into_inner()
+                .stream_description_summary
+                .context("empty response")?;
+            println!("name:       {}", summary.stream_name);
+            println!("arn:        {}", summary.stream_arn);
+            println!(
+                "status:     {}",
+                pb::StreamStatus::try_from(summary.stream_status)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?")
+            );
+            println!(
+                "mode:       {}",
+                pb::StreamMode::try_from(summary.stream_mode)
+                    .map(|s| s.as_str_name())
+                    .unwrap_or("?")
+            );
+            println!("retention:  {} hours", summary.retention_period_hours);
+            println!("max record: {} KiB", summary.max_record_size_in_kib);
+            for shard in list_shards(&mut client, &name).await? {
+                let range = shard.hash_key_range.unwrap_or_default();
+                println!(
+                    "{}  hash keys {}..={}",
+                    shard.shard_id, range.starting_hash_key, range.ending_hash_key
+                );
+            }
+        }
+        StreamAction::Delete { name } => {
+            client
+                .delete_stream(pb::DeleteStreamRequest {
+                    stream_name: name.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?;
+            println!("deleted {name}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_shards(
+    client: &mut KinesisClient<Channel>,
+    stream: &str,
+) -> anyhow::Result<Vec<pb::Shard>> {
+    let mut shards = Vec::new();
+    let mut next_token = String::new();
+    loop {
+        let request = if next_token.is_empty() {
+            pb::ListShardsRequest {
+                stream_name: stream.to_string(),
+                ..Default::default()
+            }
+        } else {
+            pb::ListShardsRequest {
+                next_token: next_token.clone(),
+                ..Default::default()
+            }
+        };
+        let page = client
+            .list_shards(request)
+            .await
+            .map_err(explain)?
+            .into_inner();
+        shards.extend(page.shards);
+        if page.next_token.is_empty() {
+            return Ok(shards);
+        }
+        next_token = page.next_token;
+    }
+}
+
+/// `rheo put`
+#[derive(Debug, clap::Args)]
+pub(crate) struct PutArgs {
+    /// Stream name.
+    #[arg(long)]
+    stream: String,
+    /// Partition key of every record [default: the line itself].
+    #[arg(long)]
+    partition_key: Option<String>,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+pub(crate) async fn put(args: PutArgs) -> anyhow::Result<ExitCode> {
+    let mut client = args.endpoint.kinesis().await?;
+    let mut batch = Vec::new();
+    let mut lines = std::io::stdin().lock().lines();
+    let mut failed = 0;
+    loop {
+        let line = lines.next().transpose()?;
+        if let Some(line) = &line {
+            if line.is_empty() {
+                continue;
+            }
+            batch.push(pb::PutRecordsRequestEntry {
+                partition_key: args
+                    .partition_key
+                    .clone()
+                    .unwrap_or_else(|| line.chars().take(256).collect()),
+                data: bytes::Bytes::from(line.clone().into_bytes()),
+                explicit_hash_key: None,
+            });
+        }
+        if batch.len() == 500 || (line.is_none() && !batch.is_empty()) {
+            let response = client
+                .put_records(pb::PutRecordsRequest {
+                    stream_name: args.stream.clone(),
+                    records: std::mem::take(&mut batch),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            for record in response.records {
+                match (record.shard_id, record.sequence_number, record.error_code) {
+                    (Some(shard), Some(sequence), _) => println!("{shard}\t{sequence}"),
+                    (_, _, error) => {
+                        failed += 1;
+                        eprintln!(
+                            "failed: {} {}",
+                            error.unwrap_or_default(),
+                            record.error_message.unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        if line.is_none() {
+            break;
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `rheo read`
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReadArgs {
+    /// Stream name.
+    #[arg(long)]
+    stream: String,
+    /// Only this shard [default: every shard].
+    #[arg(long)]
+    shard: Option<String>,
+    /// Where to start: `trim-horizon`, `latest`, `at-timestamp:<ms>` or `at-sequence:<n>`.
+    #[arg(long, default_value = "trim-horizon")]
+    from: String,
+    /// Keep reading new records until interrupted.
+    #[arg(long)]
+    follow: bool,
+    /// Output: `text` (tab-separated) or `json` (one object per line, data in base64).
+    #[arg(long, default_value = "text")]
+    output: String,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
+    if args.output != "text" && args.output != "json" {
+        bail!("--output must be text or json, got {:?}", args.output);
+    }
+    let mut client = args.endpoint.kinesis().await?;
+    let shard_ids: Vec<String> = match &args.shard {
+        Some(shard) => vec![shard.clone()],
+        None => list_shards(&mut client, &args.stream)
+            .await?
+            .into_iter()
+            .map(|shard| shard.shard_id)
+            .collect(),
+    };
+    let (kind, sequence, timestamp) = match args.from.split_once(':') {
+        None if args.from == "trim-horizon" => (pb::ShardIteratorType::TrimHorizon, None, None),
+        None if args.from == "latest" => (pb::ShardIteratorType::Latest, None, None),
+        Some(("at-timestamp", ms)) => (
+            pb::ShardIteratorType::AtTimestamp,
+            None,
+            Some(ms.parse::<i64>().context("timestamp in ms")?),
+        ),
+        Some(("at-sequence", n)) => (
+            pb::ShardIteratorType::AtSequenceNumber,
+            Some(n.to_string()),
+            None,
+        ),
+        _ => bail!(
+            "--from must be trim-horizon, latest, at-timestamp:<ms> or at-sequence:<n>, got {:?}",
+            args.from
+        ),
+    };
+    let mut iterators = Vec::new();
+    for shard_id in &shard_ids {
+        let iterator = client
+            .get_shard_iterator(pb::GetShardIteratorRequest {
+                stream_name: args.stream.clone(),
+                shard_id: shard_id.clone(),
+                shard_iterator_type: kind as i32,
+                starting_sequence_number: sequence.clone(),
+                timestamp_ms: timestamp,
+                ..Default::default()
+            })
+            .await
+            .map_err(explain)?
+            .into_inner()
+            .shard_iterator;
+        iterators.push((shard_id.clone(), Some(iterator)));
+    }
+    loop {
+        let mut any_records = false;
+        for (shard_id, iterator) in iterators.iter_mut() {
+            let Some(current) = iterator.take() else {
+                continue;
+            };
+            let page = client
+                .get_records(pb::GetRecordsRequest {
+                    shard_iterator: current,
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            any_records |= !page.records.is_empty();
+            for record in page.records {
+                let line = if args.output == "json" {
+                    serde_json::json!({
+                        "shard_id": shard_id,
+                        "sequence_number": record.sequence_number,
+                        "partition_key": record.partition_key,
+                        "arrival_ms": record.approximate_arrival_timestamp_ms,
+                        "data": base64::engine::general_purpose::STANDARD.encode(&record.data),
+                    })
+                    .to_string()
+                } else {
+                    format!(
+                        "{shard_id}\t{}\t{}\t{}\t{}",
+                        record.sequence_number,
+                        record.approximate_arrival_timestamp_ms,
+                        record.partition_key,
+                        String::from_utf8_lossy(&record.data)
+                    )
+                };
+                if !emit(&line)? {
+                    // The reader of our output went away (`rheo read | head`): stop quietly.
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            *iterator = page.next_shard_iterator;
+        }
+        if !any_records {
+            if !args.follow || iterators.iter().all(|(_, iterator)| iterator.is_none()) {
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Kinesis allows 5 GetRecords calls per second per shard.
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Writes one line to stdout; `Ok(false)` if stdout is a closed pipe.
+fn emit(line: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `rheo clock advance <duration>`
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClockArgs {
+    #[command(subcommand)]
+    action: ClockAction,
+    #[command(flatten)]
+    endpoint: Endpoint,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum ClockAction {
+    /// Move the server's clock forward, e.g. `36h`, `90m`, `2d`.
+    Advance {
+        /// How far.
+        by: String,
+    },
+}
+
+pub(crate) async fn clock(args: ClockArgs) -> anyhow::Result<ExitCode> {
+    let ClockAction::Advance { by } = args.action;
+    let advance = crate::config::parse_duration(&by)?;
+    let mut client = AdminClient::connect(args.endpoint.endpoint.clone())
+        .await
+        .with_context(|| format!("connecting to {}", args.endpoint.endpoint))?;
+    let response = client
+        .advance_clock(pb::AdvanceClockRequest {
+            advance_ms: advance.as_millis() as i64,
+        })
+        .await
+        .map_err(explain)?
+        .into_inner();
+    println!(
+        "server time is now {} ({} ahead of real time)",
+        rheo_streams::format_time(response.now_ms),
+        humanize(response.offset_ms)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn humanize(ms: i64) -> String {
+    let hours = ms / 3_600_000;
+    let minutes = ms % 3_600_000 / 60_000;
+    format!("{hours}h{minutes:02}m")
+}

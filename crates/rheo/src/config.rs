@@ -1,0 +1,197 @@
+//! `rheo serve` settings: flags, then environment variables, then an optional TOML file, then
+//! defaults. Every setting and its default is listed in the README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rheo_storage::Durability;
+use rheo_streams::{ShardLimits, StoreConfig};
+use serde::Deserialize;
+
+/// Flags of `rheo serve` (each also readable from the environment).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "RHEO_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory [default: ./rheo-data].
+    #[arg(long, env = "RHEO_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address to serve gRPC on [default: 127.0.0.1:4567].
+    #[arg(long, env = "RHEO_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// When a put is acknowledged: `sync` (on disk), `interval:<ms>` or `none` [default: sync].
+    #[arg(long, env = "RHEO_DURABILITY")]
+    pub(crate) durability: Option<String>,
+    /// Switch the per-shard throughput limits off (load tests).
+    #[arg(long, env = "RHEO_NO_LIMITS")]
+    pub(crate) no_limits: bool,
+    /// Run on a clock that `rheo clock advance` can move forward (retention testbed).
+    #[arg(long, env = "RHEO_TESTBED_CLOCK")]
+    pub(crate) testbed_clock: bool,
+    /// Shortest retention accepted, in hours [default: 24; 1 allows testbed retention].
+    #[arg(long, env = "RHEO_MIN_RETENTION_HOURS")]
+    pub(crate) min_retention_hours: Option<u32>,
+    /// Shard iterator lifetime in seconds [default: 300].
+    #[arg(long, env = "RHEO_ITERATOR_TTL_SECS")]
+    pub(crate) iterator_ttl_secs: Option<u64>,
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    durability: Option<String>,
+    testbed_clock: Option<bool>,
+    min_retention_hours: Option<u32>,
+    iterator_ttl_secs: Option<u64>,
+    segment_max_bytes: Option<u64>,
+    region: Option<String>,
+    account_id: Option<String>,
+    shard_limit: Option<u32>,
+    limits: Option<LimitsConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsConfig {
+    enabled: Option<bool>,
+    write_bytes_per_sec: Option<u64>,
+    write_records_per_sec: Option<u64>,
+    read_bytes_per_sec: Option<u64>,
+    read_calls_per_sec: Option<u64>,
+}
+
+/// Everything `serve` needs.
+#[derive(Debug, Clone)]
+pub(crate) struct ServeConfig {
+    pub(crate) listen: SocketAddr,
+    pub(crate) testbed_clock: bool,
+    pub(crate) store: StoreConfig,
+}
+
+fn parse_durability(text: &str) -> anyhow::Result<Durability> {
+    match text {
+        "sync" => Ok(Durability::Sync),
+        "none" => Ok(Durability::None),
+        other => match other.strip_prefix("interval:").map(str::parse::<u64>) {
+            Some(Ok(ms)) if ms > 0 => Ok(Durability::Interval(Duration::from_millis(ms))),
+            _ => bail!("durability must be `sync`, `none` or `interval:<ms>`, got {other:?}"),
+        },
+    }
+}
+
+impl ServeArgs {
+    /// Merges flags, environment, file and defaults.
+    pub(crate) fn resolve(&self) -> anyhow::Result<ServeConfig> {
+        let file = match &self.config {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+        };
+        let mut store = StoreConfig::default();
+        if let Some(dir) = self.data_dir.clone().or(file.data_dir) {
+            store.data_dir = dir;
+        }
+        if let Some(text) = self.durability.as_deref().or(file.durability.as_deref()) {
+            store.durability = parse_durability(text)?;
+        }
+        if let Some(hours) = self.min_retention_hours.or(file.min_retention_hours) {
+            if !(1..=8760).contains(&hours) {
+                bail!("min_retention_hours must be between 1 and 8760, got {hours}");
+            }
+            store.min_retention_hours = hours;
+        }
+        if let Some(secs) = self.iterator_ttl_secs.or(file.iterator_ttl_secs) {
+            if secs == 0 {
+                bail!("iterator_ttl_secs must be positive");
+            }
+            store.iterator_ttl = Duration::from_secs(secs);
+        }
+        if let Some(bytes) = file.segment_max_bytes {
+            store.segment_max_bytes = bytes;
+        }
+        if let Some(region) = file.region {
+            store.region = region;
+        }
+        if let Some(account) = file.account_id {
+            store.account_id = account;
+        }
+        if let Some(limit) = file.shard_limit {
+            store.shard_limit = limit;
+        }
+        let defaults = ShardLimits::default();
+        let limits = file.limits.unwrap_or_default();
+        store.limits = ShardLimits {
+            enabled: !self.no_limits && limits.enabled.unwrap_or(true),
+            write_bytes_per_sec: limits
+                .write_bytes_per_sec
+                .unwrap_or(defaults.write_bytes_per_sec),
+            write_records_per_sec: limits
+                .write_records_per_sec
+                .unwrap_or(defaults.write_records_per_sec),
+            read_bytes_per_sec: limits
+                .read_bytes_per_sec
+                .unwrap_or(defaults.read_bytes_per_sec),
+            read_calls_per_sec: limits
+                .read_calls_per_sec
+                .unwrap_or(defaults.read_calls_per_sec),
+        };
+        Ok(ServeConfig {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| "127.0.0.1:4567".parse().expect("valid address")),
+            testbed_clock: self.testbed_clock || file.testbed_clock.unwrap_or(false),
+            store,
+        })
+    }
+}
+
+/// Parses `36h`, `90m`, `15s`, `500ms`, `2d`.
+pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("no number in duration {text:?}"))?;
+    let ms = match unit {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => bail!("duration {text:?} needs a unit: ms, s, m, h or d"),
+    };
+    Ok(Duration::from_millis(number * ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_policies_parse() {
+        assert_eq!(
+            parse_duration("36h").unwrap(),
+            Duration::from_secs(36 * 3600)
+        );
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("36").is_err());
+        assert!(parse_duration("h").is_err());
+        assert_eq!(
+            parse_durability("interval:10").unwrap(),
+            Durability::Interval(Duration::from_millis(10))
+        );
+        assert!(parse_durability("fast").is_err());
+    }
+}

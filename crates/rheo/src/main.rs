@@ -1,0 +1,143 @@
+//! The `rheo` binary: `rheo serve` runs the server; the other subcommands are operator tools
+//! (they talk to a running server over gRPC, except `verify`, which reads a data directory).
+
+mod client;
+mod config;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rheo_storage::{Clock, OffsetClock, SystemClock};
+use rheo_streams::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rheo",
+    version,
+    about = "A durable, self-hosted stream store with the Kinesis data model"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(config::ServeArgs),
+    /// Check every log in a data directory and report corruption (exit 1 if any).
+    Verify {
+        /// The data directory (the server need not be stopped, but a live one may show torn tails).
+        data_dir: std::path::PathBuf,
+    },
+    /// Create, list, describe or delete streams.
+    Stream(client::StreamArgs),
+    /// Put records read from stdin, one per line.
+    Put(client::PutArgs),
+    /// Read records from a stream.
+    Read(client::ReadArgs),
+    /// Move a testbed server's clock.
+    Clock(client::ClockArgs),
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("RHEO_LOG").unwrap_or_else(|_| "info".into());
+    let json = std::env::var("RHEO_LOG_FORMAT").is_ok_and(|format| format == "json");
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT"),
+        _ = terminate.recv() => tracing::info!("received SIGTERM"),
+    }
+}
+
+async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    let testbed = config.testbed_clock.then(OffsetClock::new);
+    let clock: Arc<dyn Clock> = match &testbed {
+        Some(clock) => {
+            tracing::warn!("running on the testbed clock: `rheo clock advance` moves time forward");
+            Arc::new(clock.clone())
+        }
+        None => Arc::new(SystemClock),
+    };
+    let store = Store::open(config.store.clone(), clock)
+        .await
+        .with_context(|| format!("opening data directory {}", config.store.data_dir.display()))?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        data_dir = %config.store.data_dir.display(),
+        durability = ?config.store.durability,
+        limits = config.store.limits.enabled,
+        "rheo starting"
+    );
+    rheo_server::run(listener, store, testbed, shutdown_signal())
+        .await
+        .map_err(|error| anyhow::anyhow!(error))
+}
+
+fn verify(data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let report = rheo_storage::verify_tree(&rheo_storage::io::StdFs, data_dir)?;
+    for log in &report.logs {
+        println!(
+            "{}: {} segments, {} records, {} bytes",
+            log.dir.display(),
+            log.segments,
+            log.records,
+            log.bytes
+        );
+    }
+    for finding in report.findings() {
+        println!("{finding}");
+    }
+    let corruptions = report.corruptions();
+    println!(
+        "{} logs checked, {corruptions} corruption(s)",
+        report.logs.len()
+    );
+    Ok(if corruptions == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let result = match cli.command {
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Stream(args) => client::stream(args).await,
+        Command::Put(args) => client::put(args).await,
+        Command::Read(args) => client::read(args).await,
+        Command::Clock(args) => client::clock(args).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
