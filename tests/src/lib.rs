@@ -35,8 +35,22 @@ impl TestServer {
     /// Starts a server on an existing clock (to keep time across a restart).
     pub async fn start_with_clock(
         data_dir: &Path,
+        config: StoreConfig,
+        clock: OffsetClock,
+    ) -> TestServer {
+        Self::start_inner(data_dir, config, clock, true).await
+    }
+
+    /// Starts a server whose Admin service refuses to move the clock (the default setting).
+    pub async fn start_without_testbed(data_dir: &Path, config: StoreConfig) -> TestServer {
+        Self::start_inner(data_dir, config, OffsetClock::new(), false).await
+    }
+
+    async fn start_inner(
+        data_dir: &Path,
         mut config: StoreConfig,
         clock: OffsetClock,
+        testbed: bool,
     ) -> TestServer {
         config.data_dir = data_dir.to_path_buf();
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -46,7 +60,7 @@ impl TestServer {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let testbed = Some(clock.clone());
+        let testbed = testbed.then(|| clock.clone());
         let task = tokio::spawn(async move {
             rheo_server::run(listener, store, testbed, async {
                 let _ = stopped.await;
