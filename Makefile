@@ -1,10 +1,12 @@
 # Rheo developer commands. `make help` lists them.
-.PHONY: help check fmt clippy test bench serve
+.PHONY: help check fmt clippy test test-python bench serve
+
+VENV := target/python-venv
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-check: fmt clippy test ## everything CI runs: formatting, lints, tests
+check: fmt clippy test test-python ## everything CI runs: formatting, lints, Rust and Python tests
 
 fmt: ## check formatting
 	cargo fmt --all -- --check
@@ -12,8 +14,17 @@ fmt: ## check formatting
 clippy: ## lint every target, warnings are errors
 	cargo clippy --workspace --all-targets -- -D warnings
 
-test: ## run every test
+test: ## run every Rust test
 	cargo test --workspace
+
+test-python: ## the Python grpcio client against the real server (creates a venv in target/)
+	cargo build -p rheo
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+	RHEO_BIN=target/debug/rheo $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
+
+serve: ## run the server with the embedded defaults (./rheo-data, 127.0.0.1:4567)
+	cargo run --release -p rheo -- serve
 
 bench: ## run the benchmarks (slow; see benches/README.md)
 	cargo bench -p rheo-benches
