@@ -18,7 +18,7 @@ use rheo_proto::v1::kinesis_server::KinesisServer;
 use rheo_storage::OffsetClock;
 use rheo_streams::Store;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 pub use admin::AdminService;
 pub use error::{ERROR_DOMAIN, kinesis_name, to_status};
@@ -48,13 +48,16 @@ pub async fn run(
     let admin = AdminServer::new(AdminService::new(testbed_clock));
     let maintenance = store.spawn_maintenance();
     tracing::info!(address = %listener.local_addr()?, "serving gRPC");
+    // Small responses must not wait for delayed ACKs (Nagle's algorithm costs 40 ms a call).
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
     let served = tonic::transport::Server::builder()
-        .tcp_keepalive(Some(Duration::from_secs(60)))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(kinesis)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             shutdown.await;
             health
                 .set_not_serving::<KinesisServer<KinesisService>>()

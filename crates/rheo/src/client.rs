@@ -25,7 +25,7 @@ pub(crate) struct Endpoint {
 }
 
 impl Endpoint {
-    async fn kinesis(&self) -> anyhow::Result<KinesisClient<Channel>> {
+    pub(crate) async fn kinesis(&self) -> anyhow::Result<KinesisClient<Channel>> {
         let client = KinesisClient::connect(self.endpoint.clone())
             .await
             .with_context(|| format!("connecting to {}", self.endpoint))?;
@@ -33,7 +33,7 @@ impl Endpoint {
     }
 }
 
-fn explain(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn explain(status: tonic::Status) -> anyhow::Error {
     let name = rheo_server::kinesis_name(&status).unwrap_or_else(|| format!("{:?}", status.code()));
     anyhow::anyhow!("{name}: {}", status.message())
 }
@@ -169,7 +169,7 @@ pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn list_shards(
+pub(crate) async fn list_shards(
     client: &mut KinesisClient<Channel>,
     stream: &str,
 ) -> anyhow::Result<Vec<pb::Shard>> {

@@ -1,6 +1,7 @@
 //! The `rheo` binary: `rheo serve` runs the server; the other subcommands are operator tools
 //! (they talk to a running server over gRPC, except `verify`, which reads a data directory).
 
+mod bench;
 mod client;
 mod config;
 
@@ -40,6 +41,8 @@ enum Command {
     Read(client::ReadArgs),
     /// Move a testbed server's clock.
     Clock(client::ClockArgs),
+    /// Load-test a running server (start it with --no-limits).
+    Bench(bench::BenchArgs),
 }
 
 fn init_tracing() {
@@ -132,6 +135,7 @@ async fn main() -> ExitCode {
         Command::Put(args) => client::put(args).await,
         Command::Read(args) => client::read(args).await,
         Command::Clock(args) => client::clock(args).await,
+        Command::Bench(args) => bench::run(args).await,
     };
     match result {
         Ok(code) => code,
