@@ -1,0 +1,217 @@
+//! The `rheo` binary end to end: `rheo serve` from a TOML file plus flags, the operator
+//! commands against it, graceful shutdown on SIGTERM, and `rheo verify`.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const RHEO: &str = env!("CARGO_BIN_EXE_rheo");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let port = free_port();
+        let config = data_dir.with_extension("toml");
+        std::fs::write(
+            &config,
+            format!(
+                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[limits]\nenabled = false\n",
+                data_dir
+            ),
+        )
+        .unwrap();
+        let child = Command::new(RHEO)
+            .args(["serve", "--config", config.to_str().unwrap()])
+            .args(extra)
+            .env("RHEO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "rheo serve did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child, endpoint }
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        let mut child = Command::new(RHEO)
+            .args(args)
+            .args(["--endpoint", &self.endpoint])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let output = self.run(args, stdin);
+        assert!(
+            output.status.success(),
+            "rheo {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// SIGTERM; the server must finish and exit 0.
+    fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "graceful shutdown exits 0, got {exit:?}");
+    }
+}
+
+#[test]
+fn operator_commands_against_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir, &[]);
+
+    assert_eq!(
+        server.ok(&["stream", "create", "events", "--shards", "2"], ""),
+        "created events\n"
+    );
+    assert_eq!(server.ok(&["stream", "list"], ""), "events\n");
+    let described = server.ok(&["stream", "describe", "events"], "");
+    assert!(described.contains("status:     ACTIVE"), "{described}");
+    assert!(described.contains("shardId-000000000001"), "{described}");
+
+    let put = server.ok(
+        &["put", "--stream", "events", "--partition-key", "user-1"],
+        "first\nsecond\n\nthird\n",
+    );
+    assert_eq!(
+        put.lines().count(),
+        3,
+        "one line per record, empty lines skipped: {put}"
+    );
+    let read = server.ok(&["read", "--stream", "events"], "");
+    let data: Vec<&str> = read
+        .lines()
+        .map(|line| line.rsplit('\t').next().unwrap())
+        .collect();
+    assert_eq!(
+        data,
+        ["first", "second", "third"],
+        "one key, one shard, in order"
+    );
+    let json = server.ok(&["read", "--stream", "events", "--output", "json"], "");
+    assert!(
+        json.lines()
+            .all(|line| line.starts_with('{') && line.contains("\"partition_key\":\"user-1\"")),
+        "{json}"
+    );
+    assert!(
+        json.contains("\"data\":\"Zmlyc3Q=\""),
+        "base64 of `first`: {json}"
+    );
+    assert!(
+        server
+            .ok(&["read", "--stream", "events", "--from", "latest"], "")
+            .is_empty()
+    );
+
+    let missing = server.run(&["read", "--stream", "nope"], "");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFoundException"));
+    let refused = server.run(&["clock", "advance", "36h"], "");
+    assert!(
+        !refused.status.success(),
+        "the clock only moves on a testbed server"
+    );
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--testbed-clock"));
+
+    server.stop();
+    let verify = Command::new(RHEO)
+        .args(["verify", data_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("2 logs checked, 0 corruption(s)"));
+
+    // Data survives the restart; the testbed clock moves when asked to.
+    let server = Server::start(
+        &data_dir,
+        &["--testbed-clock", "--min-retention-hours", "1"],
+    );
+    assert_eq!(
+        server
+            .ok(&["read", "--stream", "events"], "")
+            .lines()
+            .count(),
+        3
+    );
+    let moved = server.ok(&["clock", "advance", "36h"], "");
+    assert!(moved.contains("36h00m ahead"), "{moved}");
+    assert!(
+        server.ok(&["read", "--stream", "events"], "").is_empty(),
+        "36 hours later the records are past the 24-hour retention"
+    );
+    assert_eq!(
+        server.ok(&["stream", "delete", "events"], ""),
+        "deleted events\n"
+    );
+    server.stop();
+}
+
+#[test]
+fn bad_settings_are_refused_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(RHEO)
+        .args([
+            "serve",
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--durability",
+            "fast",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("durability must be `sync`, `none` or `interval:<ms>`")
+    );
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:1\"\nunknown_key = 1\n").unwrap();
+    let output = Command::new(RHEO)
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("unknown field"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
