@@ -778,3 +778,91 @@ async fn the_clock_only_moves_on_a_testbed_server() {
     assert!(refused.message().contains("--testbed-clock"));
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_can_be_set_per_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    // Server limits on; one stream switches them off, another tightens them.
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let mut client = server.client().await;
+    let with_limits = |name: &str, limits: pb::ShardLimits| pb::CreateStreamRequest {
+        stream_name: name.into(),
+        shard_count: Some(1),
+        shard_limits: Some(limits),
+        ..Default::default()
+    };
+    client
+        .create_stream(with_limits(
+            "free",
+            pb::ShardLimits {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    client
+        .create_stream(with_limits(
+            "tight",
+            pb::ShardLimits {
+                write_records_per_sec: Some(10),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap();
+    let zero = client
+        .create_stream(with_limits(
+            "zero",
+            pb::ShardLimits {
+                read_calls_per_sec: Some(0),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&zero), "InvalidArgumentException");
+    let batch = |stream: &str| pb::PutRecordsRequest {
+        stream_name: stream.into(),
+        records: vec![entry("k", "x"); 500],
+        ..Default::default()
+    };
+    for _ in 0..4 {
+        assert_eq!(
+            client
+                .put_records(batch("free"))
+                .await
+                .unwrap()
+                .into_inner()
+                .failed_record_count,
+            0
+        );
+    }
+    let tight = client
+        .put_records(batch("tight"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        tight.failed_record_count >= 480,
+        "10 records/s admit about 10 of 500: {}",
+        tight.failed_record_count
+    );
+    server.stop().await;
+
+    // The override is durable: after a restart the free stream is still unthrottled.
+    let server = TestServer::start(dir.path(), test_config()).await;
+    let mut client = server.client().await;
+    for _ in 0..3 {
+        assert_eq!(
+            client
+                .put_records(batch("free"))
+                .await
+                .unwrap()
+                .into_inner()
+                .failed_record_count,
+            0
+        );
+    }
+    server.stop().await;
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use rheo_storage::Durability;
 
 /// Per-shard throughput limits as Kinesis applies them. `enabled = false` switches all off.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShardLimits {
     /// Apply the limits at all. Default: true.
     pub enabled: bool,
@@ -74,5 +74,53 @@ impl Default for StoreConfig {
             region: "us-east-1".to_string(),
             account_id: "000000000000".to_string(),
         }
+    }
+}
+
+/// A stream's own limits: each field set overrides the server's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LimitsOverride {
+    /// Apply limits at all.
+    pub enabled: Option<bool>,
+    /// Write bytes per second per shard.
+    pub write_bytes_per_sec: Option<u64>,
+    /// Records written per second per shard.
+    pub write_records_per_sec: Option<u64>,
+    /// GetRecords bytes per second per shard.
+    pub read_bytes_per_sec: Option<u64>,
+    /// GetRecords calls per second per shard.
+    pub read_calls_per_sec: Option<u64>,
+}
+
+impl LimitsOverride {
+    /// The server's limits with this override applied.
+    pub fn apply(&self, server: &ShardLimits) -> ShardLimits {
+        ShardLimits {
+            enabled: self.enabled.unwrap_or(server.enabled),
+            write_bytes_per_sec: self
+                .write_bytes_per_sec
+                .unwrap_or(server.write_bytes_per_sec),
+            write_records_per_sec: self
+                .write_records_per_sec
+                .unwrap_or(server.write_records_per_sec),
+            read_bytes_per_sec: self.read_bytes_per_sec.unwrap_or(server.read_bytes_per_sec),
+            read_calls_per_sec: self.read_calls_per_sec.unwrap_or(server.read_calls_per_sec),
+        }
+    }
+
+    /// Refuses zero rates, which would block a stream for good.
+    pub fn validate(&self) -> Result<(), String> {
+        let rates = [
+            ("write_bytes_per_sec", self.write_bytes_per_sec),
+            ("write_records_per_sec", self.write_records_per_sec),
+            ("read_bytes_per_sec", self.read_bytes_per_sec),
+            ("read_calls_per_sec", self.read_calls_per_sec),
+        ];
+        for (name, rate) in rates {
+            if rate == Some(0) {
+                return Err(format!("{name} must be at least 1"));
+            }
+        }
+        Ok(())
     }
 }

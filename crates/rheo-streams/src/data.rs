@@ -80,13 +80,12 @@ impl Store {
             });
         }
 
-        let limits_on = self.inner.config.limits.enabled;
         let mut outcomes: Vec<Option<PutOutcome>> = vec![None; routed.len()];
         // Group admitted records by shard, keeping request order within each shard.
         let mut by_shard: Vec<(Arc<Shard>, Vec<usize>)> = Vec::new();
         for (index, record) in routed.iter().enumerate() {
             let size = (record.entry.partition_key.len() + record.entry.data.len()) as u64;
-            if limits_on && !record.shard.limiter.admit_write(1, size) {
+            if record.shard.limited && !record.shard.limiter.admit_write(1, size) {
                 outcomes[index] = Some(PutOutcome::Failed {
                     error_code: "ProvisionedThroughputExceededException".into(),
                     error_message: format!(

@@ -18,7 +18,7 @@ mod seqnum;
 mod store;
 mod token;
 
-pub use config::{ShardLimits, StoreConfig};
+pub use config::{LimitsOverride, ShardLimits, StoreConfig};
 pub use data::{MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES};
 pub use error::{Result, StreamsError};
 pub use hashing::{hash_partition_key, initial_ranges, parse_explicit_hash_key};

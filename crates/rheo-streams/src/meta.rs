@@ -46,6 +46,9 @@ pub(crate) struct StreamMeta {
     pub(crate) max_record_kib: u32,
     pub(crate) tags: BTreeMap<String, String>,
     pub(crate) shards: Vec<ShardMeta>,
+    /// The stream's own throughput limits, if it has any.
+    #[serde(default)]
+    pub(crate) limits: crate::config::LimitsOverride,
 }
 
 fn io_error(action: &str, path: &Path, error: std::io::Error) -> StreamsError {
@@ -134,6 +137,7 @@ mod tests {
                 ending_hash_key: u128::MAX.to_string(),
                 created_ms: 1,
             }],
+            limits: Default::default(),
         }
     }
 

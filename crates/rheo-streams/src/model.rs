@@ -34,6 +34,8 @@ pub struct CreateStream {
     pub max_record_size_kib: Option<i64>,
     /// Retention in hours.
     pub retention_hours: Option<i64>,
+    /// The stream's own per-shard limits.
+    pub limits: crate::config::LimitsOverride,
 }
 
 /// A shard's description.

@@ -34,6 +34,8 @@ pub(crate) struct Shard {
     pub(crate) ending_hash_key: u128,
     pub(crate) log: Arc<ShardLog>,
     pub(crate) limiter: ShardLimiter,
+    /// Whether this shard's stream applies limits at all.
+    pub(crate) limited: bool,
 }
 
 /// One stream.
@@ -271,6 +273,10 @@ impl Store {
         };
         let retention_hours = self.check_retention_hours(request.retention_hours.unwrap_or(24))?;
         validate_tags(&request.tags)?;
+        request
+            .limits
+            .validate()
+            .map_err(StreamsError::InvalidArgument)?;
         if request.tags.len() > MAX_TAGS {
             return Err(StreamsError::InvalidArgument(format!(
                 "A stream can have at most {MAX_TAGS} tags, got {}",
@@ -311,6 +317,7 @@ impl Store {
             retention_hours,
             max_record_kib,
             tags: request.tags,
+            limits: request.limits,
             shards: initial_ranges(shard_count)
                 .into_iter()
                 .enumerate()
@@ -351,6 +358,7 @@ impl Store {
 
     fn open_stream(&self, dir: PathBuf, meta: StreamMeta) -> Result<Stream> {
         let log_config = self.log_config(meta.retention_hours, meta.max_record_kib);
+        let limits = meta.limits.apply(&self.inner.config.limits);
         let mut shards = Vec::with_capacity(meta.shards.len());
         for shard in &meta.shards {
             let id = shard_id(shard.index);
@@ -375,7 +383,8 @@ impl Store {
                 starting_hash_key: parse(&shard.starting_hash_key)?,
                 ending_hash_key: parse(&shard.ending_hash_key)?,
                 log: Arc::new(log),
-                limiter: ShardLimiter::new(&self.inner.config.limits),
+                limiter: ShardLimiter::new(&limits),
+                limited: limits.enabled,
             }));
         }
         Ok(Stream {

@@ -2,7 +2,7 @@
 //! Increase/DecreaseStreamRetentionPeriod, DescribeLimits.
 
 use rheo_proto::v1 as pb;
-use rheo_streams::{CreateStream, Result, Store, StreamMode};
+use rheo_streams::{CreateStream, LimitsOverride, Result, Store, StreamMode};
 
 use crate::convert;
 
@@ -23,6 +23,16 @@ pub(crate) async fn create_stream(
             tags: request.tags.into_iter().collect(),
             max_record_size_kib: request.max_record_size_in_kib.map(i64::from),
             retention_hours: request.retention_period_hours.map(i64::from),
+            limits: request
+                .shard_limits
+                .map(|limits| LimitsOverride {
+                    enabled: limits.enabled,
+                    write_bytes_per_sec: limits.write_bytes_per_sec,
+                    write_records_per_sec: limits.write_records_per_sec,
+                    read_bytes_per_sec: limits.read_bytes_per_sec,
+                    read_calls_per_sec: limits.read_calls_per_sec,
+                })
+                .unwrap_or_default(),
         })
         .await?;
     Ok(pb::CreateStreamResponse {})
