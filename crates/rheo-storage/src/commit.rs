@@ -42,11 +42,48 @@ enum SlotState {
     Done(Result<Appended>),
 }
 
-/// Where a waiting appender learns its fate.
+/// A leadership token: whoever receives one must pass it to [`crate::ShardLog::lead`], which
+/// writes the next group. Only the commit queue creates them.
 #[derive(Debug)]
+#[must_use = "a leader that does not lead stalls every queued append"]
+pub struct LeaderTurn(());
+
+impl LeaderTurn {
+    /// The turn of a blocking appender that was told to lead.
+    pub(crate) fn for_own_wait() -> Self {
+        LeaderTurn(())
+    }
+
+    pub(crate) fn consume(self) {}
+}
+
+/// What an append submitted with a callback learns, in order: possibly `Lead` (write the next
+/// group now, from a thread that may block), then always `Done`.
+#[derive(Debug)]
+pub enum Completion {
+    /// The caller must lead the next group: pass the turn to [`crate::ShardLog::lead`].
+    Lead(LeaderTurn),
+    /// The append's result.
+    Done(Result<Appended>),
+}
+
+/// Called (from whichever thread completes the group) with the append's [`Completion`]s.
+pub type Callback = Box<dyn FnMut(Completion) + Send>;
+
+/// Where a waiting appender learns its fate: a condition variable for a blocked thread, or a
+/// callback for an asynchronous caller that holds no thread while it waits.
 pub(crate) struct Slot {
     state: Mutex<SlotState>,
     ready: Condvar,
+    callback: Mutex<Option<Callback>>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) enum Wake {
@@ -59,14 +96,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Slot {
-    fn new() -> Arc<Slot> {
+    fn new(callback: Option<Callback>) -> Arc<Slot> {
         Arc::new(Slot {
             state: Mutex::new(SlotState::Waiting),
             ready: Condvar::new(),
+            callback: Mutex::new(callback),
         })
     }
 
     fn set(&self, state: SlotState) {
+        let mut callback = lock(&self.callback);
+        if let Some(notify) = callback.as_mut() {
+            match state {
+                SlotState::Lead => notify(Completion::Lead(LeaderTurn(()))),
+                SlotState::Done(result) => {
+                    notify(Completion::Done(result));
+                    // Done is the last call: drop the callback and what it holds.
+                    callback.take();
+                }
+                SlotState::Waiting => {}
+            }
+            return;
+        }
+        drop(callback);
         *lock(&self.state) = state;
         self.ready.notify_one();
     }
@@ -124,7 +176,7 @@ impl CommitQueue {
     /// lead the next group (`Lead`), in which case it must call [`CommitQueue::take_group`] and
     /// later [`CommitQueue::finish_group`].
     pub(crate) fn enqueue(&self, batch: EncodedBatch) -> (Arc<Slot>, Wake) {
-        let slot = Slot::new();
+        let slot = Slot::new(None);
         let lead = {
             let mut state = lock(&self.state);
             state.pending.push_back(PendingAppend {
@@ -138,6 +190,15 @@ impl CommitQueue {
         }
         let wake = slot.wait();
         (slot, wake)
+    }
+
+    /// Queues `batch` with a callback and returns at once: `Some(turn)` if the caller must lead
+    /// the next group now (its own `Done` arrives through the callback while it leads).
+    pub(crate) fn submit(&self, batch: EncodedBatch, callback: Callback) -> Option<LeaderTurn> {
+        let slot = Slot::new(Some(callback));
+        let mut state = lock(&self.state);
+        state.pending.push_back(PendingAppend { batch, slot });
+        (!std::mem::replace(&mut state.leader_active, true)).then_some(LeaderTurn(()))
     }
 
     /// Takes the next group: the front append (the leader's own) and those behind it up to
@@ -159,10 +220,19 @@ impl CommitQueue {
 
     /// Ends a leader's turn: passes leadership to the first queued append, if any.
     pub(crate) fn finish_group(&self) {
-        let mut state = lock(&self.state);
-        match state.pending.front() {
-            Some(next) => next.slot.set(SlotState::Lead),
-            None => state.leader_active = false,
+        let next = {
+            let mut state = lock(&self.state);
+            match state.pending.front() {
+                Some(next) => Some(next.slot.clone()),
+                None => {
+                    state.leader_active = false;
+                    None
+                }
+            }
+        };
+        // Outside the queue lock: a callback may start the next leader on another thread.
+        if let Some(slot) = next {
+            slot.set(SlotState::Lead);
         }
     }
 }

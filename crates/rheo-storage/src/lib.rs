@@ -33,7 +33,7 @@ mod tests;
 
 pub use batch::{Record, RecordInput};
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
-pub use commit::Appended;
+pub use commit::{Appended, Callback, Completion, LeaderTurn};
 pub use config::{
     Durability, LogConfig, MAX_BATCH_BYTES, MAX_PARTITION_KEY_BYTES, MAX_RECORD_BYTES_CEILING,
     MAX_RETENTION, MIN_RETENTION,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::batch::{self, RecordInput};
 use crate::clock::Clock;
-use crate::commit::{Appended, CommitQueue, PendingAppend, Wake};
+use crate::commit::{Appended, Callback, CommitQueue, LeaderTurn, PendingAppend, Wake};
 use crate::config::{Durability, LogConfig};
 use crate::error::{Error, Result};
 use crate::format::{
@@ -207,16 +207,38 @@ impl ShardLog {
         match wake {
             Wake::Done(result) => result,
             Wake::Lead => {
-                let group = self.queue.take_group(self.config.max_group_bytes);
-                self.lead(group);
-                self.queue.finish_group();
+                self.lead(LeaderTurn::for_own_wait());
                 slot.wait_done()
             }
         }
     }
 
+    /// Appends without holding a thread while waiting: `on_completion` receives the result
+    /// (`Completion::Done`) from whichever thread commits the group, and, before that, possibly
+    /// `Completion::Lead`, meaning the caller must pass the turn to [`ShardLog::lead`] from a
+    /// thread that may block. If this call itself returns `Ok(Some(turn))`, the caller leads now.
+    /// Bad input fails at once and the callback is never called.
+    pub fn submit(
+        &self,
+        records: &[RecordInput<'_>],
+        on_completion: Callback,
+    ) -> Result<Option<LeaderTurn>> {
+        self.check_poisoned()?;
+        let encoded = batch::encode(records, &self.config)?;
+        Ok(self.queue.submit(encoded, on_completion))
+    }
+
+    /// Writes the next group of queued appends (one write, one fdatasync under `Sync`) and
+    /// completes each of them, then hands leadership on. Blocks on I/O.
+    pub fn lead(&self, turn: LeaderTurn) {
+        turn.consume();
+        let group = self.queue.take_group(self.config.max_group_bytes);
+        self.write_group(group);
+        self.queue.finish_group();
+    }
+
     /// Writes one group and completes every waiter in it.
-    fn lead(&self, mut group: Vec<PendingAppend>) {
+    fn write_group(&self, mut group: Vec<PendingAppend>) {
         // A panic here (a bug) must not leave the group's waiters blocked forever: it poisons
         // the log and fails the group like an I/O error would.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rheo_storage::{Position, RecordInput};
+use rheo_storage::{Callback, Completion, Position, RecordInput};
 
 use crate::error::{Result, StreamsError};
 use crate::hashing::{hash_partition_key, parse_explicit_hash_key};
@@ -46,6 +46,66 @@ fn validate_entry(stream: &Stream, entry: &PutEntry, index: usize) -> Result<Opt
         .as_deref()
         .map(parse_explicit_hash_key)
         .transpose()
+}
+
+/// Batches larger than this are encoded on a blocking thread rather than an async worker.
+const ENCODE_INLINE_BYTES: usize = 256 * 1024;
+
+type AppendResult = std::result::Result<rheo_storage::Appended, rheo_storage::Error>;
+
+/// Queues the records `indexes` of `routed` on `shard`'s log as one batch and returns a
+/// receiver of the result. No thread waits for the group commit: the engine calls back, and a
+/// blocking-pool thread is used only while this append leads a group's write and fsync.
+async fn append_without_blocking(
+    shard: Arc<Shard>,
+    routed: Arc<Vec<Routed>>,
+    indexes: Vec<usize>,
+) -> std::result::Result<tokio::sync::oneshot::Receiver<AppendResult>, rheo_storage::Error> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let runtime = tokio::runtime::Handle::current();
+    let log_for_lead = shard.log.clone();
+    let mut sender = Some(sender);
+    let callback: Callback = Box::new(move |completion| match completion {
+        Completion::Lead(turn) => {
+            let log = log_for_lead.clone();
+            runtime.spawn_blocking(move || log.lead(turn));
+        }
+        Completion::Done(result) => {
+            if let Some(sender) = sender.take() {
+                let _ = sender.send(result);
+            }
+        }
+    });
+    let bytes: usize = indexes.iter().map(|&i| routed[i].entry.data.len()).sum();
+    let submit = move || {
+        let inputs: Vec<RecordInput> = indexes
+            .iter()
+            .map(|&index| RecordInput {
+                partition_key: routed[index].entry.partition_key.as_bytes(),
+                explicit_hash_key: routed[index].hash_key,
+                data: &routed[index].entry.data,
+            })
+            .collect();
+        let turn = shard.log.submit(&inputs, callback)?;
+        Ok((shard, turn))
+    };
+    let submitted = if bytes <= ENCODE_INLINE_BYTES {
+        submit()
+    } else {
+        tokio::task::spawn_blocking(submit)
+            .await
+            .unwrap_or_else(|error| {
+                Err(rheo_storage::Error::InvalidArgument(format!(
+                    "worker failed: {error}"
+                )))
+            })
+    };
+    let (shard, turn) = submitted?;
+    if let Some(turn) = turn {
+        let log = shard.log.clone();
+        tokio::task::spawn_blocking(move || log.lead(turn));
+    }
+    Ok(receiver)
 }
 
 impl Store {
@@ -104,26 +164,21 @@ impl Store {
             }
         }
         let routed = Arc::new(routed);
-        let mut tasks = Vec::with_capacity(by_shard.len());
+        let mut pending = Vec::with_capacity(by_shard.len());
         for (shard, indexes) in by_shard {
-            let routed = routed.clone();
-            tasks.push(tokio::task::spawn_blocking(move || {
-                let inputs: Vec<RecordInput> = indexes
-                    .iter()
-                    .map(|&index| RecordInput {
-                        partition_key: routed[index].entry.partition_key.as_bytes(),
-                        explicit_hash_key: routed[index].hash_key,
-                        data: &routed[index].entry.data,
-                    })
-                    .collect();
-                let result = shard.log.append(&inputs);
-                (shard, indexes, result)
-            }));
+            let waiting =
+                append_without_blocking(shard.clone(), routed.clone(), indexes.clone()).await;
+            pending.push((shard, indexes, waiting));
         }
-        for task in tasks {
-            let (shard, indexes, result) = task
-                .await
-                .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?;
+        for (shard, indexes, waiting) in pending {
+            let result = match waiting {
+                Ok(receiver) => receiver.await.unwrap_or_else(|_| {
+                    Err(rheo_storage::Error::InvalidArgument(
+                        "the group commit dropped this append".into(),
+                    ))
+                }),
+                Err(error) => Err(error),
+            };
             match result {
                 Ok(appended) => {
                     for (offset, index) in indexes.into_iter().enumerate() {

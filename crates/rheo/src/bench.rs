@@ -40,9 +40,12 @@ pub(crate) struct BenchArgs {
     /// Total target rate in records/s (0: as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// Concurrent consumers (tailing during the put phase, then catching up).
+    /// Consumers tailing the stream while producers run (0: none).
     #[arg(long, default_value_t = 2)]
     consumers: usize,
+    /// Consumers reading everything back after the put phase.
+    #[arg(long, default_value_t = 2)]
+    catch_up_consumers: usize,
     #[command(flatten)]
     endpoint: crate::client::Endpoint,
 }
@@ -126,15 +129,19 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
         );
         let single = args.single;
         let per_producer_rate = args.rate as f64 / args.producers as f64;
+        let producer_count = args.producers;
         producers.push(tokio::spawn(async move {
+            let keys: Vec<String> = (0..1024).map(|key| format!("p{producer}-{key}")).collect();
             let mut local = Histogram::<u64>::new(3).expect("histogram");
             let mut sequence = 0u64;
             let mut calls = 0u64;
             while started.elapsed() < duration {
                 if per_producer_rate > 0.0 {
-                    // Open-loop pacing: call k is due at k * batch / rate.
-                    let due = started
-                        + Duration::from_secs_f64(calls as f64 * batch as f64 / per_producer_rate);
+                    // Open-loop pacing: call k is due at k * batch / rate, producers staggered
+                    // across the interval so they do not fire in bursts together.
+                    let interval = batch as f64 / per_producer_rate;
+                    let phase = interval * producer as f64 / producer_count as f64;
+                    let due = started + Duration::from_secs_f64(phase + calls as f64 * interval);
                     tokio::time::sleep_until(due.into()).await;
                 }
                 calls += 1;
@@ -145,7 +152,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
                         .put_record(pb::PutRecordRequest {
                             stream_name: stream.clone(),
                             data: data.clone(),
-                            partition_key: format!("p{producer}-{sequence}"),
+                            partition_key: keys[(sequence % keys.len() as u64) as usize].clone(),
                             ..Default::default()
                         })
                         .await
@@ -154,9 +161,12 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
                     let records = (0..batch)
                         .map(|_| {
                             sequence += 1;
+                            // Keys cycle through a fixed set: every shard gets records, and no
+                            // key is formatted per record.
                             pb::PutRecordsRequestEntry {
                                 data: data.clone(),
-                                partition_key: format!("p{producer}-{sequence}"),
+                                partition_key: keys[(sequence % keys.len() as u64) as usize]
+                                    .clone(),
                                 explicit_hash_key: None,
                             }
                         })
@@ -277,12 +287,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
     let read_records = Arc::new(AtomicU64::new(0));
     let get_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let mut readers = Vec::new();
-    for consumer in 0..args.consumers.max(1) {
+    let readers_count = args.catch_up_consumers.max(1);
+    for consumer in 0..readers_count {
         let mut client = connect(&args).await?;
         let shards: Vec<String> = shard_ids
             .iter()
             .skip(consumer)
-            .step_by(args.consumers.max(1))
+            .step_by(readers_count)
             .cloned()
             .collect();
         let (stream, read_bytes, read_records, latency) = (

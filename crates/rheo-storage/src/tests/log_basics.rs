@@ -393,3 +393,90 @@ fn a_new_log_can_start_at_any_sequence() {
     .unwrap();
     assert_eq!(append_one(&log, "k", b"v"), 1 << 40);
 }
+
+#[test]
+fn callback_appends_mix_with_blocking_ones() {
+    use std::sync::mpsc;
+
+    use crate::Completion;
+
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let config = LogConfig {
+        segment_max_bytes: 1 << 20,
+        ..small_config()
+    };
+    let log = Arc::new(open_std(dir.path(), config, &clock));
+    let (done_tx, done_rx) = mpsc::channel();
+    let submitters: Vec<_> = (0..4)
+        .map(|t| {
+            let log = log.clone();
+            let done_tx = done_tx.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let key = format!("cb{t}-{i}");
+                    let data = payload(&key, 40);
+                    let (log_for_lead, done_tx) = (log.clone(), done_tx.clone());
+                    let key_for_done = key.clone();
+                    let callback: crate::Callback = Box::new(move |completion| match completion {
+                        // Leadership handed over: lead from another thread, as an async
+                        // caller would from a blocking pool.
+                        Completion::Lead(turn) => {
+                            let log = log_for_lead.clone();
+                            std::thread::spawn(move || log.lead(turn));
+                        }
+                        Completion::Done(result) => {
+                            done_tx
+                                .send((key_for_done.clone(), result.map(|a| a.first_sequence)))
+                                .unwrap();
+                        }
+                    });
+                    let records = [RecordInput {
+                        partition_key: key.as_bytes(),
+                        explicit_hash_key: None,
+                        data: &data,
+                    }];
+                    if let Some(turn) = log.submit(&records, callback).unwrap() {
+                        log.lead(turn);
+                    }
+                }
+            })
+        })
+        .collect();
+    let blocking: Vec<_> = (0..4)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let key = format!("bl{t}-{i}");
+                    append_one(&log, &key, &payload(&key, 40));
+                }
+            })
+        })
+        .collect();
+    for handle in submitters.into_iter().chain(blocking) {
+        handle.join().unwrap();
+    }
+    drop(done_tx);
+    let completed: Vec<_> = done_rx.iter().collect();
+    assert_eq!(
+        completed.len(),
+        200,
+        "every callback append completes exactly once"
+    );
+    assert!(completed.iter().all(|(_, result)| result.is_ok()));
+    let records = read_all(&log);
+    assert_eq!(records.len(), 400);
+    for record in &records {
+        let key = std::str::from_utf8(&record.partition_key).unwrap();
+        assert_eq!(&record.data[..], &payload(key, 40)[..]);
+    }
+    for (key, sequence) in completed {
+        assert_eq!(
+            &records[sequence.unwrap() as usize].partition_key[..],
+            key.as_bytes()
+        );
+    }
+    let bad = log.submit(&[], Box::new(|_| panic!("never called for bad input")));
+    assert!(bad.is_err());
+}
