@@ -50,15 +50,19 @@ pub fn scratch(label: &str) -> tempfile::TempDir {
         .expect("create a scratch directory")
 }
 
-/// A fresh scratch directory under `target/rheo-bench-scratch`, removed when dropped (kept for
-/// `benches/storage.rs`; the other targets use [`scratch`]).
-pub fn scratch_dir() -> tempfile::TempDir {
-    scratch("bench")
-}
-
-/// Prints a line to stderr and appends it to `target/rheo-bench/notes.log`: figures the
-/// benchmarks measure besides criterion's (group-commit write sizes, open details).
+/// Prints a line, prefixed with the UTC time of day, to stderr and appends it to
+/// `target/rheo-bench/notes.log`: figures the benchmarks measure besides criterion's
+/// (group-commit write sizes, open details).
 pub fn note(line: &str) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs());
+    let line = format!(
+        "{:02}:{:02}:{:02} {line}",
+        secs / 3600 % 24,
+        secs / 60 % 60,
+        secs % 60
+    );
     eprintln!("[rheo-bench] {line}");
     let dir = target_dir().join("rheo-bench");
     let written = std::fs::create_dir_all(&dir).and_then(|()| {
@@ -163,37 +167,6 @@ impl BatchData {
     /// Records in the batch.
     pub fn count(&self) -> usize {
         self.count
-    }
-}
-
-/// `count` records of `size` bytes of data under one partition key (the helper
-/// `benches/storage.rs` uses; the other targets use [`BatchData`]).
-#[derive(Debug)]
-pub struct Payload {
-    /// The data every record carries.
-    pub data: Vec<u8>,
-    /// Records per batch.
-    pub count: usize,
-}
-
-impl Payload {
-    /// A batch of `count` records of `size` bytes of data (partition key not counted).
-    pub fn new(size: usize, count: usize) -> Self {
-        Payload {
-            data: vec![0xA5; size],
-            count,
-        }
-    }
-
-    /// The batch as engine input.
-    pub fn records(&self) -> Vec<RecordInput<'_>> {
-        (0..self.count)
-            .map(|_| RecordInput {
-                partition_key: b"bench-key",
-                explicit_hash_key: None,
-                data: &self.data,
-            })
-            .collect()
     }
 }
 
