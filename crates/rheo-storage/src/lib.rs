@@ -32,6 +32,8 @@ mod verify;
 mod tests;
 
 pub use batch::{Record, RecordInput};
+/// The `bytes` crate, whose `Bytes` appears in this crate's API.
+pub use bytes;
 pub use clock::{Clock, ManualClock, OffsetClock, SystemClock};
 pub use commit::{Appended, Callback, Completion, LeaderTurn};
 pub use config::{

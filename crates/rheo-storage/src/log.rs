@@ -99,6 +99,9 @@ pub struct ShardLog {
     pub(crate) queue: CommitQueue,
     pub(crate) writer: Mutex<Writer>,
     pub(crate) poisoned: AtomicBool,
+    /// Groups written and fdatasyncs of segment data done since open (for metrics).
+    pub(crate) groups_committed: AtomicU64,
+    pub(crate) data_syncs: AtomicU64,
     pub(crate) poison_cause: Mutex<Option<String>>,
     pub(crate) _lock: Box<dyn LockGuard>,
 }
@@ -125,6 +128,12 @@ pub struct LogStats {
     pub first_sequence: u64,
     /// Sequence number the next record will get.
     pub next_sequence: u64,
+    /// Bytes in the active segment.
+    pub active_segment_bytes: u64,
+    /// Group commits written since the log was opened.
+    pub groups_committed: u64,
+    /// fdatasyncs of segment data since the log was opened.
+    pub data_syncs: u64,
 }
 
 impl ShardLog {
@@ -348,6 +357,7 @@ impl ShardLog {
         }
         writer.next_seq = next_seq;
         writer.last_ts = timestamp_ms;
+        self.groups_committed.fetch_add(1, Ordering::Relaxed);
         writer.active_first_ts.get_or_insert(timestamp_ms);
         self.publish(writer);
         Ok(results)
@@ -361,6 +371,7 @@ impl ShardLog {
         }
         writer.synced_len = writer.len;
         writer.last_sync = Instant::now();
+        self.data_syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -536,6 +547,9 @@ impl ShardLog {
                 .first()
                 .map_or(view.active.base_seq, |segment| segment.base_seq),
             next_sequence: view.next_seq,
+            active_segment_bytes: view.active_len,
+            groups_committed: self.groups_committed.load(Ordering::Relaxed),
+            data_syncs: self.data_syncs.load(Ordering::Relaxed),
         }
     }
 

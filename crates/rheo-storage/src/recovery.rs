@@ -127,6 +127,8 @@ pub(crate) fn open(
         queue: CommitQueue::default(),
         writer: Mutex::new(writer),
         poisoned: AtomicBool::new(false),
+        groups_committed: AtomicU64::new(0),
+        data_syncs: AtomicU64::new(0),
         poison_cause: Mutex::new(None),
         _lock: lock,
     })
