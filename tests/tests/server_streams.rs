@@ -470,3 +470,25 @@ fn tokio_stream_once<T: Send + 'static>(
 ) -> impl tonic::codegen::tokio_stream::Stream<Item = T> + Send + 'static {
     tonic::codegen::tokio_stream::iter(vec![item])
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shard_quota_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config();
+    config.shard_limit = 5;
+    let server = TestServer::start(dir.path(), config).await;
+    let mut client = server.client().await;
+    client.create_stream(create("first", 3)).await.unwrap();
+    let over = client.create_stream(create("second", 3)).await.unwrap_err();
+    assert_eq!(reason(&over), "LimitExceededException");
+    assert_eq!(over.code(), tonic::Code::ResourceExhausted);
+    assert!(over.message().contains("shard limit"), "{}", over.message());
+    client.create_stream(create("second", 2)).await.unwrap();
+    let limits = client
+        .describe_limits(pb::DescribeLimitsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((limits.shard_limit, limits.open_shard_count), (5, 5));
+    server.stop().await;
+}
