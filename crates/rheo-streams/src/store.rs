@@ -208,11 +208,7 @@ impl Store {
     }
 
     pub(crate) fn stream(&self, name: &str) -> Result<Arc<Stream>> {
-        let streams = self
-            .inner
-            .streams
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let streams = self.registry();
         streams
             .get(name)
             .cloned()
@@ -461,11 +457,7 @@ impl Store {
         } else {
             self.open_next_token(next_token, "")?
         };
-        let streams = self
-            .inner
-            .streams
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let streams = self.registry();
         let mut page: Vec<StreamInfo> = streams
             .range::<str, _>((
                 std::ops::Bound::Excluded(after.as_str()),
@@ -731,11 +723,7 @@ impl Store {
 
     /// DescribeLimits.
     pub fn describe_limits(&self) -> Limits {
-        let streams = self
-            .inner
-            .streams
-            .read()
-            .unwrap_or_else(|poison| poison.into_inner());
+        let streams = self.registry();
         Limits {
             shard_limit: self.inner.config.shard_limit,
             open_shard_count: streams
@@ -750,20 +738,26 @@ impl Store {
         }
     }
 
+    /// The registry of streams, for reading.
+    fn registry(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Stream>>> {
+        self.inner
+            .streams
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Every shard log of every stream.
+    fn all_logs(&self) -> Vec<Arc<ShardLog>> {
+        self.registry()
+            .values()
+            .flat_map(|stream| stream.shards.iter().map(|shard| shard.log.clone()))
+            .collect()
+    }
+
     /// Runs retention, age-based rolls and interval fsyncs on every shard log. Call about once
     /// a second ([`Store::spawn_maintenance`] does).
     pub async fn maintain(&self) {
-        let logs: Vec<Arc<ShardLog>> = {
-            let streams = self
-                .inner
-                .streams
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner());
-            streams
-                .values()
-                .flat_map(|stream| stream.shards.iter().map(|shard| shard.log.clone()))
-                .collect()
-        };
+        let logs = self.all_logs();
         let _ = blocking(move || {
             for log in logs {
                 if let Err(error) = log.maintain() {
@@ -791,17 +785,7 @@ impl Store {
 
     /// Makes everything appended durable (for shutdown under relaxed durability).
     pub async fn sync_all(&self) -> Result<()> {
-        let logs: Vec<Arc<ShardLog>> = {
-            let streams = self
-                .inner
-                .streams
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner());
-            streams
-                .values()
-                .flat_map(|stream| stream.shards.iter().map(|shard| shard.log.clone()))
-                .collect()
-        };
+        let logs = self.all_logs();
         blocking(move || {
             for log in logs {
                 log.sync()?;
