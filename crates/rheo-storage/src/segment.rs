@@ -63,8 +63,10 @@ pub(crate) struct BatchReader<'a> {
 
 /// Read-ahead for the active segment: the first read of a reader fetches a small window (a
 /// seek touches one or two headers), each refill doubles it up to the maximum (a scan streams).
+/// The maximum stays under glibc's 128 KiB mmap threshold: larger windows were each a fresh
+/// mapping, zeroed and faulted in page by page, and reads ran about a quarter slower.
 const FIRST_WINDOW_BYTES: u64 = 4 * 1024;
-const MAX_WINDOW_BYTES: u64 = 256 * 1024;
+const MAX_WINDOW_BYTES: u64 = 64 * 1024;
 
 impl<'a> BatchReader<'a> {
     pub(crate) fn new(source: &'a Source, path: &'a Path, segment_base: u64, end: u64) -> Self {
