@@ -64,18 +64,7 @@ fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         [command, dir] if command == "verify" => {
             let report = verify_tree(&StdFs, dir.as_ref())?;
-            for log in &report.logs {
-                println!(
-                    "{}: {} segments, {} records, {} bytes",
-                    log.dir.display(),
-                    log.segments,
-                    log.records,
-                    log.bytes
-                );
-            }
-            for finding in report.findings() {
-                println!("{finding}");
-            }
+            println!("{report}");
             Ok(if report.corruptions() == 0 {
                 ExitCode::SUCCESS
             } else {

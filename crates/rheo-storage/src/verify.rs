@@ -90,6 +90,32 @@ impl VerifyReport {
     }
 }
 
+/// One line per log, one per finding, then a summary line:
+/// `N logs checked, M corruption(s)`.
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for log in &self.logs {
+            writeln!(
+                f,
+                "{}: {} segments, {} records, {} bytes",
+                log.dir.display(),
+                log.segments,
+                log.records,
+                log.bytes
+            )?;
+        }
+        for finding in self.findings() {
+            writeln!(f, "{finding}")?;
+        }
+        write!(
+            f,
+            "{} logs checked, {} corruption(s)",
+            self.logs.len(),
+            self.corruptions()
+        )
+    }
+}
+
 /// Verifies every log under `root` (any directory holding segment files, at any depth).
 /// Fails only if `root` cannot be listed; problems with the data are findings.
 pub fn verify_tree(fs: &dyn Fs, root: &Path) -> Result<VerifyReport> {

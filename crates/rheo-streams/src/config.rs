@@ -77,8 +77,10 @@ impl Default for StoreConfig {
     }
 }
 
-/// A stream's own limits: each field set overrides the server's.
+/// A stream's own limits (or the `[limits]` table of the server's file): each field set
+/// overrides the defaults it is applied to.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LimitsOverride {
     /// Apply limits at all.
     pub enabled: Option<bool>,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rheo_storage::Durability;
-use rheo_streams::{ShardLimits, StoreConfig};
+use rheo_streams::{LimitsOverride, ShardLimits, StoreConfig};
 use serde::Deserialize;
 
 /// Flags of `rheo serve` (each also readable from the environment).
@@ -53,17 +53,7 @@ struct FileConfig {
     region: Option<String>,
     account_id: Option<String>,
     shard_limit: Option<u32>,
-    limits: Option<LimitsConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitsConfig {
-    enabled: Option<bool>,
-    write_bytes_per_sec: Option<u64>,
-    write_records_per_sec: Option<u64>,
-    read_bytes_per_sec: Option<u64>,
-    read_calls_per_sec: Option<u64>,
+    limits: Option<LimitsOverride>,
 }
 
 /// Everything `serve` needs.
@@ -127,23 +117,11 @@ impl ServeArgs {
         if let Some(limit) = file.shard_limit {
             store.shard_limit = limit;
         }
-        let defaults = ShardLimits::default();
-        let limits = file.limits.unwrap_or_default();
-        store.limits = ShardLimits {
-            enabled: !self.no_limits && limits.enabled.unwrap_or(true),
-            write_bytes_per_sec: limits
-                .write_bytes_per_sec
-                .unwrap_or(defaults.write_bytes_per_sec),
-            write_records_per_sec: limits
-                .write_records_per_sec
-                .unwrap_or(defaults.write_records_per_sec),
-            read_bytes_per_sec: limits
-                .read_bytes_per_sec
-                .unwrap_or(defaults.read_bytes_per_sec),
-            read_calls_per_sec: limits
-                .read_calls_per_sec
-                .unwrap_or(defaults.read_calls_per_sec),
-        };
+        store.limits = file
+            .limits
+            .unwrap_or_default()
+            .apply(&ShardLimits::default());
+        store.limits.enabled &= !self.no_limits;
         Ok(ServeConfig {
             listen: self
                 .listen

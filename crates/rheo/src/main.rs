@@ -100,24 +100,8 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
 
 fn verify(data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let report = rheo_storage::verify_tree(&rheo_storage::io::StdFs, data_dir)?;
-    for log in &report.logs {
-        println!(
-            "{}: {} segments, {} records, {} bytes",
-            log.dir.display(),
-            log.segments,
-            log.records,
-            log.bytes
-        );
-    }
-    for finding in report.findings() {
-        println!("{finding}");
-    }
-    let corruptions = report.corruptions();
-    println!(
-        "{} logs checked, {corruptions} corruption(s)",
-        report.logs.len()
-    );
-    Ok(if corruptions == 0 {
+    println!("{report}");
+    Ok(if report.corruptions() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
