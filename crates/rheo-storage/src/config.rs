@@ -32,7 +32,8 @@ pub enum Durability {
     #[default]
     Sync,
     /// Acknowledge after the write reaches the page cache, and `fdatasync` when the last one is
-    /// at least this old (checked on each append and by [`crate::ShardLog::maintain`]). A
+    /// at least this old by the log's clock (checked on each append and by
+    /// [`crate::ShardLog::maintain`]). A
     /// machine crash can lose up to this much acknowledged data; a process crash loses none.
     Interval(Duration),
     /// Never `fdatasync` on append, only when a segment is sealed or the log is closed. A

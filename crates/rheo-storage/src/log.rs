@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::batch::{self, RecordInput};
 use crate::clock::Clock;
@@ -60,7 +60,9 @@ pub(crate) struct Writer {
     pub(crate) active_first_ts: Option<i64>,
     /// Position of the active segment's last indexed batch.
     pub(crate) last_indexed: Option<u64>,
-    pub(crate) last_sync: Instant,
+    /// When the active segment was last fdatasynced, by the log's clock (the interval policy
+    /// measures from here, so tests move time instead of sleeping).
+    pub(crate) last_sync_ms: i64,
     pub(crate) buf: Vec<u8>,
 }
 
@@ -346,7 +348,9 @@ impl ShardLog {
         writer.len = position;
         let sync_now = match self.config.durability {
             Durability::Sync => true,
-            Durability::Interval(interval) => writer.last_sync.elapsed() >= interval,
+            Durability::Interval(interval) => {
+                now.saturating_sub(writer.last_sync_ms) >= interval.as_millis() as i64
+            }
             Durability::None => false,
         };
         if sync_now {
@@ -370,7 +374,7 @@ impl ShardLog {
             return Err(error);
         }
         writer.synced_len = writer.len;
-        writer.last_sync = Instant::now();
+        writer.last_sync_ms = self.clock.now_ms();
         self.data_syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -500,7 +504,8 @@ impl ShardLog {
         let mut report = Maintenance::default();
         if let Durability::Interval(interval) = self.config.durability
             && writer.dirty()
-            && writer.last_sync.elapsed() >= interval
+            && self.clock.now_ms().saturating_sub(writer.last_sync_ms)
+                >= interval.as_millis() as i64
         {
             self.sync_writer(&mut writer)?;
             report.synced = true;

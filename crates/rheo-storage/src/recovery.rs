@@ -260,7 +260,7 @@ fn fresh_writer(
         last_ts: base_ts,
         active_first_ts: None,
         last_indexed: None,
-        last_sync: Instant::now(),
+        last_sync_ms: 0,
         buf: Vec::new(),
     })
 }
@@ -443,7 +443,7 @@ fn recover_active(
         last_ts: state.last_ts.max(previous_ts),
         active_first_ts: state.first_ts,
         last_indexed: state.last_indexed,
-        last_sync: Instant::now(),
+        last_sync_ms: 0,
         buf: Vec::new(),
     })
 }

@@ -211,3 +211,80 @@ fn a_crash_image_recovered_twice_is_stable() {
         Err(Error::Locked { .. })
     ));
 }
+
+fn open_with(fs: &SimFs, clock: &ManualClock, durability: crate::Durability) -> ShardLog {
+    let config = LogConfig {
+        durability,
+        segment_max_bytes: 1 << 20,
+        ..small_config()
+    };
+    ShardLog::open(
+        Arc::new(fs.clone()),
+        DIR,
+        config,
+        Arc::new(clock.clone()),
+        0,
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_interval_policy_syncs_when_due_and_a_crash_keeps_what_was_synced() {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let interval = std::time::Duration::from_millis(50);
+    let log = open_with(&fs, &clock, crate::Durability::Interval(interval));
+    append_one(&log, "k0", b"early");
+    let after_first = fs.sync_count();
+    for i in 1..10 {
+        append_one(&log, &format!("k{i}"), b"early");
+    }
+    assert_eq!(
+        fs.sync_count(),
+        after_first,
+        "no fdatasync before the interval has passed"
+    );
+    clock.advance_ms(100);
+    // The next append finds the last fdatasync too old and syncs its group.
+    append_one(&log, "k10", b"synced by append");
+    assert!(fs.sync_count() > after_first, "the interval fdatasync ran");
+    for i in 11..15 {
+        append_one(&log, &format!("k{i}"), b"late");
+    }
+    clock.advance_ms(100);
+    assert!(
+        log.maintain().unwrap().synced,
+        "maintain syncs a dirty log whose interval passed"
+    );
+    append_one(&log, "k15", b"unsynced");
+
+    let image = fs.crash_image(CrashMode::DropUnsynced);
+    let recovered = open_with(&image, &clock, crate::Durability::Sync);
+    let keys: Vec<String> = read_all(&recovered)
+        .iter()
+        .map(|record| String::from_utf8(record.partition_key.to_vec()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..15).map(|i| format!("k{i}")).collect();
+    assert_eq!(
+        keys, expected,
+        "everything up to the last interval sync survives, nothing after"
+    );
+}
+
+#[test]
+fn the_none_policy_loses_unsynced_records_in_a_crash_but_not_in_a_clean_close() {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let log = open_with(&fs, &clock, crate::Durability::None);
+    for i in 0..5 {
+        append_one(&log, &format!("k{i}"), b"x");
+    }
+    let crashed = fs.crash_image(CrashMode::DropUnsynced);
+    assert!(read_all(&open_with(&crashed, &clock, crate::Durability::Sync)).is_empty());
+    log.close().unwrap();
+    let after_close = fs.crash_image(CrashMode::DropUnsynced);
+    assert_eq!(
+        read_all(&open_with(&after_close, &clock, crate::Durability::Sync)).len(),
+        5
+    );
+}
