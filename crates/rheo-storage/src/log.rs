@@ -22,7 +22,7 @@ use crate::format::{
 };
 use crate::io::{FileIo, Fs, LockGuard, OpenMode};
 use crate::segment::{
-    self, ActiveSegment, SealedSegment, Source, encode_sealed_index, index_name, segment_name,
+    ActiveSegment, SealedSegment, Source, encode_sealed_index, index_name, segment_name,
 };
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,7 +67,7 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    fn view(&self) -> View {
+    pub(crate) fn view(&self) -> View {
         View {
             sealed: self.sealed.clone(),
             active: self.active.clone(),
@@ -422,7 +422,7 @@ impl ShardLog {
             base_ts: active.base_ts,
         };
         let index_bytes = encode_sealed_index(header, &entries, footer);
-        segment::write_atomically(
+        crate::io::write_atomically(
             &*self.fs,
             &self.dir,
             &index_name(active.base_seq),

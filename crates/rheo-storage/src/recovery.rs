@@ -20,7 +20,7 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::format::{FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC, IndexEntry};
 use crate::io::{self, FileIo, Fs, OpenMode};
-use crate::log::{ShardLog, View, Writer, create_segment};
+use crate::log::{ShardLog, Writer, create_segment};
 use crate::scan::{self, ScanState};
 use crate::segment::{
     self, ActiveSegment, BatchReader, INDEX_SUFFIX, SEGMENT_SUFFIX, SealedSegment, Source,
@@ -109,13 +109,7 @@ pub(crate) fn open(
         .sealed
         .first()
         .map_or(writer.active.base_seq, |segment| segment.base_seq);
-    let view = Arc::new(View {
-        sealed: writer.sealed.clone(),
-        active: writer.active.clone(),
-        active_len: writer.len,
-        next_seq: writer.next_seq,
-        last_ts: writer.last_ts,
-    });
+    let view = Arc::new(writer.view());
     Ok(ShardLog {
         dir,
         fs,
@@ -228,7 +222,7 @@ fn load_sealed(fs: &dyn Fs, dir: &Path, base: u64, config: &LogConfig) -> Result
                 last_ts: state.last_ts,
             };
             let index = encode_sealed_index(header, &state.entries, footer);
-            segment::write_atomically(fs, dir, &index_name(base), &index)?;
+            crate::io::write_atomically(fs, dir, &index_name(base), &index)?;
             Ok(SealedSegment::new(
                 path,
                 base,
@@ -418,7 +412,7 @@ fn recover_active(
     for entry in &state.entries {
         index_bytes.extend_from_slice(&entry.encode());
     }
-    segment::write_atomically(fs, dir, &index_name(base), &index_bytes)?;
+    crate::io::write_atomically(fs, dir, &index_name(base), &index_bytes)?;
     let index_path = dir.join(index_name(base));
     let index_file = fs
         .open(&index_path, OpenMode::ReadWrite)

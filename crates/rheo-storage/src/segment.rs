@@ -11,7 +11,7 @@ use crate::format::{
     BATCH_HEADER_LEN, BatchHeader, FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC,
     IndexEntry, SEAL_FOOTER_LEN, SEGMENT_MAGIC, SealFooter, seeded_hasher,
 };
-use crate::io::{FileIo, Fs, OpenMode};
+use crate::io::{FileIo, Fs};
 
 /// Segment data files end in this.
 pub(crate) const SEGMENT_SUFFIX: &str = ".seg";
@@ -272,23 +272,6 @@ pub(crate) fn encode_sealed_index(
     let encoded = footer.encode(header.base_seq, &file);
     file.extend_from_slice(&encoded);
     file
-}
-
-/// Writes `bytes` to `dir/name` atomically: temporary file, fdatasync, rename, directory fsync.
-pub(crate) fn write_atomically(fs: &dyn Fs, dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}{TMP_SUFFIX}"));
-    let target = dir.join(name);
-    let file = fs
-        .open(&tmp, OpenMode::CreateTruncate)
-        .map_err(|error| Error::io("create", &tmp, error))?;
-    file.write_all_at(bytes, 0)
-        .map_err(|error| Error::io("write", &tmp, error))?;
-    file.sync_data()
-        .map_err(|error| Error::io("fdatasync", &tmp, error))?;
-    fs.rename(&tmp, &target)
-        .map_err(|error| Error::io("rename", &tmp, error))?;
-    fs.sync_dir(dir)
-        .map_err(|error| Error::io("fsync directory", dir, error))
 }
 
 /// Loads a sealed index and checks it against its segment: header, footer checksum, and the

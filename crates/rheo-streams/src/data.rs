@@ -60,7 +60,7 @@ async fn append_without_blocking(
     shard: Arc<Shard>,
     routed: Arc<Vec<Routed>>,
     indexes: Vec<usize>,
-) -> std::result::Result<tokio::sync::oneshot::Receiver<AppendResult>, rheo_storage::Error> {
+) -> Result<tokio::sync::oneshot::Receiver<AppendResult>> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let runtime = tokio::runtime::Handle::current();
     let log_for_lead = shard.log.clone();
@@ -87,18 +87,14 @@ async fn append_without_blocking(
             })
             .collect();
         let turn = shard.log.submit(&inputs, callback)?;
-        Ok((shard, turn))
+        Ok::<_, StreamsError>((shard, turn))
     };
     let submitted = if bytes <= ENCODE_INLINE_BYTES {
         submit()
     } else {
         tokio::task::spawn_blocking(submit)
             .await
-            .unwrap_or_else(|error| {
-                Err(rheo_storage::Error::InvalidArgument(format!(
-                    "worker failed: {error}"
-                )))
-            })
+            .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?
     };
     let (shard, turn) = submitted?;
     if let Some(turn) = turn {
@@ -172,11 +168,12 @@ impl Store {
         }
         for (shard, indexes, waiting) in pending {
             let result = match waiting {
-                Ok(receiver) => receiver.await.unwrap_or_else(|_| {
-                    Err(rheo_storage::Error::InvalidArgument(
+                Ok(receiver) => match receiver.await {
+                    Ok(appended) => appended.map_err(StreamsError::from),
+                    Err(_) => Err(StreamsError::Internal(
                         "the group commit dropped this append".into(),
-                    ))
-                }),
+                    )),
+                },
                 Err(error) => Err(error),
             };
             match result {
@@ -220,8 +217,7 @@ impl Store {
             // Any later record of the same shard gets a larger number; parse it to refuse junk.
             SequenceNumber::parse(previous, "sequenceNumberForOrdering")?;
         }
-        let stream = self.stream(name)?;
-        validate_entry(&stream, &entry, 0)?;
+        // put_records validates the record and fails the call on bad input.
         match self.put_records(name, vec![entry]).await?.remove(0) {
             PutOutcome::Stored {
                 shard_id,

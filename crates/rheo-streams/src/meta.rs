@@ -3,10 +3,10 @@
 //! JSON that follows), so a torn or damaged file is detected, never half-read.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 
+use rheo_storage::io::{Fs, StdFs};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, StreamsError};
@@ -65,23 +65,17 @@ pub(crate) fn write(dir: &Path, meta: &StreamMeta) -> Result<()> {
     write_atomically(dir, META_FILE, &bytes)
 }
 
-/// Writes `dir/name` atomically: temporary file, fsync, rename, directory fsync.
+/// Writes `dir/name` atomically, through the storage engine's protocol.
 pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let target = dir.join(name);
-    let mut file = File::create(&tmp).map_err(|error| io_error("create", &tmp, error))?;
-    file.write_all(bytes)
-        .map_err(|error| io_error("write", &tmp, error))?;
-    file.sync_all()
-        .map_err(|error| io_error("fsync", &tmp, error))?;
-    fs::rename(&tmp, &target).map_err(|error| io_error("rename", &tmp, error))?;
-    sync_dir(dir)
+    Ok(rheo_storage::io::write_atomically(
+        &StdFs, dir, name, bytes,
+    )?)
 }
 
 /// fsyncs a directory so entries created, renamed or removed in it are durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
+    StdFs
+        .sync_dir(dir)
         .map_err(|error| io_error("fsync directory", dir, error))
 }
 

@@ -443,15 +443,7 @@ impl Store {
         exclusive_start: &str,
         next_token: &str,
     ) -> Result<StreamPage> {
-        let limit = match limit {
-            None => 100,
-            Some(limit) if (1..=10_000).contains(&limit) => (limit as usize).min(100),
-            Some(limit) => {
-                return Err(StreamsError::Validation(format!(
-                    "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
-                )));
-            }
-        };
+        let limit = page_size(limit, "limit", 10_000, 100, 100)?;
         let after = if next_token.is_empty() {
             exclusive_start.to_string()
         } else {
@@ -523,15 +515,7 @@ impl Store {
         limit: Option<i64>,
         exclusive_start_shard_id: &str,
     ) -> Result<(StreamInfo, Vec<ShardInfo>, bool)> {
-        let limit = match limit {
-            None => 100,
-            Some(limit) if (1..=10_000).contains(&limit) => (limit as usize).min(100),
-            Some(limit) => {
-                return Err(StreamsError::Validation(format!(
-                    "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
-                )));
-            }
-        };
+        let limit = page_size(limit, "limit", 10_000, 100, 100)?;
         let stream = self.stream(name)?;
         let mut shards: Vec<ShardInfo> = stream
             .shards
@@ -557,15 +541,7 @@ impl Store {
         max_results: Option<i64>,
         filter: ShardFilter,
     ) -> Result<(Vec<ShardInfo>, Option<String>)> {
-        let max = match max_results {
-            None => 1000,
-            Some(max) if (1..=10_000).contains(&max) => max as usize,
-            Some(max) => {
-                return Err(StreamsError::Validation(format!(
-                    "1 validation error detected: Value '{max}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and 10000"
-                )));
-            }
-        };
+        let max = page_size(max_results, "maxResults", 10_000, 1000, 10000)?;
         let (name, after) = if next_token.is_empty() {
             let after = match &filter {
                 ShardFilter::AfterShardId(id) if id.is_empty() => {
@@ -698,15 +674,7 @@ impl Store {
         exclusive_start: &str,
         limit: Option<i64>,
     ) -> Result<(Vec<(String, String)>, bool)> {
-        let limit = match limit {
-            None => 50,
-            Some(limit) if (1..=50).contains(&limit) => limit as usize,
-            Some(limit) => {
-                return Err(StreamsError::Validation(format!(
-                    "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 50"
-                )));
-            }
-        };
+        let limit = page_size(limit, "limit", 50, 50, 50)?;
         let stream = self.stream(name)?;
         let meta = lock(&stream.meta);
         let mut tags: Vec<(String, String)> = meta
@@ -793,6 +761,24 @@ impl Store {
             Ok(())
         })
         .await
+    }
+}
+
+/// A page size from a request: `default` when absent, refused outside `1..=max_accepted`, and
+/// at most `cap` in effect (Kinesis accepts some limits it never fills, such as ListStreams').
+fn page_size(
+    value: Option<i64>,
+    field: &str,
+    max_accepted: i64,
+    default: usize,
+    cap: usize,
+) -> Result<usize> {
+    match value {
+        None => Ok(default),
+        Some(value) if (1..=max_accepted).contains(&value) => Ok((value as usize).min(cap)),
+        Some(value) => Err(StreamsError::Validation(format!(
+            "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must have value between 1 and {max_accepted}"
+        ))),
     }
 }
 

@@ -77,3 +77,21 @@ pub(crate) fn read_whole(fs: &dyn Fs, path: &Path) -> io::Result<Vec<u8>> {
     file.read_exact_at(&mut buf, 0)?;
     Ok(buf)
 }
+
+/// Writes `bytes` to `dir/name` atomically: temporary file, fdatasync, rename, directory fsync.
+/// A crash leaves either the old file or the new one (and perhaps a `.tmp` leftover).
+pub fn write_atomically(fs: &dyn Fs, dir: &Path, name: &str, bytes: &[u8]) -> crate::Result<()> {
+    let tmp = dir.join(format!("{name}{}", crate::segment::TMP_SUFFIX));
+    let target = dir.join(name);
+    let file = fs
+        .open(&tmp, OpenMode::CreateTruncate)
+        .map_err(|error| crate::Error::io("create", &tmp, error))?;
+    file.write_all_at(bytes, 0)
+        .map_err(|error| crate::Error::io("write", &tmp, error))?;
+    file.sync_data()
+        .map_err(|error| crate::Error::io("fdatasync", &tmp, error))?;
+    fs.rename(&tmp, &target)
+        .map_err(|error| crate::Error::io("rename", &tmp, error))?;
+    fs.sync_dir(dir)
+        .map_err(|error| crate::Error::io("fsync directory", dir, error))
+}
