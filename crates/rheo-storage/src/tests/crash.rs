@@ -12,11 +12,18 @@ use crate::{Error, verify_tree};
 const DIR: &str = "/data/stream/shard-0";
 
 fn open_sim(fs: &SimFs, clock: &ManualClock) -> crate::Result<ShardLog> {
-    let config = LogConfig {
-        segment_max_bytes: 2048,
-        index_interval_bytes: 128,
-        ..small_config()
-    };
+    open_config(
+        fs,
+        clock,
+        LogConfig {
+            segment_max_bytes: 2048,
+            index_interval_bytes: 128,
+            ..small_config()
+        },
+    )
+}
+
+fn open_config(fs: &SimFs, clock: &ManualClock, config: LogConfig) -> crate::Result<ShardLog> {
     ShardLog::open(
         Arc::new(fs.clone()),
         DIR,
@@ -213,17 +220,14 @@ fn a_crash_image_recovered_twice_is_stable() {
 }
 
 fn open_with(fs: &SimFs, clock: &ManualClock, durability: crate::Durability) -> ShardLog {
-    let config = LogConfig {
-        durability,
-        segment_max_bytes: 1 << 20,
-        ..small_config()
-    };
-    ShardLog::open(
-        Arc::new(fs.clone()),
-        DIR,
-        config,
-        Arc::new(clock.clone()),
-        0,
+    open_config(
+        fs,
+        clock,
+        LogConfig {
+            durability,
+            segment_max_bytes: 1 << 20,
+            ..small_config()
+        },
     )
     .unwrap()
 }
