@@ -77,3 +77,52 @@ def test_errors_carry_kinesis_names(client):
         stub.GetRecords(pb2.GetRecordsRequest(shard_iterator="forged"))
     assert kinesis_error(forged.value) == "InvalidArgumentException"
     assert forged.value.details() == "Invalid ShardIterator."
+
+
+def test_subscribe_to_shard_pushes_records(client):
+    pb2, stub = client
+    stub.CreateStream(pb2.CreateStreamRequest(stream_name="py-fanout", shard_count=1))
+    stream_arn = stub.DescribeStreamSummary(
+        pb2.DescribeStreamSummaryRequest(stream_name="py-fanout")
+    ).stream_description_summary.stream_arn
+    consumer = stub.RegisterStreamConsumer(
+        pb2.RegisterStreamConsumerRequest(stream_arn=stream_arn, consumer_name="py-reader")
+    ).consumer
+    assert consumer.consumer_status == pb2.CONSUMER_STATUS_CREATING
+    assert consumer.consumer_arn.startswith(stream_arn + "/consumer/py-reader:")
+    described = stub.DescribeStreamConsumer(
+        pb2.DescribeStreamConsumerRequest(consumer_arn=consumer.consumer_arn)
+    ).consumer_description
+    assert described.consumer_status == pb2.CONSUMER_STATUS_ACTIVE
+
+    first = stub.PutRecord(pb2.PutRecordRequest(stream_name="py-fanout", partition_key="k", data=b"before"))
+    events = stub.SubscribeToShard(pb2.SubscribeToShardRequest(
+        consumer_arn=consumer.consumer_arn,
+        shard_id="shardId-000000000000",
+        starting_position=pb2.StartingPosition(type=pb2.TRIM_HORIZON),
+    ), timeout=30)
+    received = []
+    last = None
+    for event in events:
+        received.extend(r.data for r in event.records)
+        last = event.continuation_sequence_number
+        if received == [b"before"]:
+            # Subscribed and caught up: records put now are pushed.
+            stub.PutRecords(pb2.PutRecordsRequest(
+                stream_name="py-fanout",
+                records=[pb2.PutRecordsRequestEntry(partition_key="k", data=b"pushed %d" % i) for i in range(2)],
+            ))
+        if len(received) >= 3:
+            break
+    events.cancel()
+    assert received == [b"before", b"pushed 0", b"pushed 1"]
+    assert int(last) > int(first.sequence_number)
+
+    # A second subscription within 5 seconds is refused with the Kinesis name.
+    with pytest.raises(grpc.RpcError) as in_use:
+        next(iter(stub.SubscribeToShard(pb2.SubscribeToShardRequest(
+            consumer_arn=consumer.consumer_arn,
+            shard_id="shardId-000000000000",
+            starting_position=pb2.StartingPosition(type=pb2.LATEST),
+        ), timeout=30)))
+    assert kinesis_error(in_use.value) == "ResourceInUseException"

@@ -21,6 +21,8 @@ pub struct TestServer {
     pub data_dir: PathBuf,
     /// The clock it runs on (a testbed clock: tests move it forward).
     pub clock: OffsetClock,
+    /// The store it serves (to observe what a client cannot, such as open subscriptions).
+    pub store: Store,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -61,8 +63,9 @@ impl TestServer {
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
         let testbed = testbed.then(|| clock.clone());
+        let served = store.clone();
         let task = tokio::spawn(async move {
-            rheo_server::run(listener, store, testbed, async {
+            rheo_server::run(listener, served, testbed, async {
                 let _ = stopped.await;
             })
             .await
@@ -72,6 +75,7 @@ impl TestServer {
             addr,
             data_dir: data_dir.to_path_buf(),
             clock,
+            store,
             stop: Some(stop),
             task: Some(task),
         }

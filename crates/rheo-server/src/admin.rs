@@ -3,7 +3,7 @@
 use rheo_proto::v1 as pb;
 use rheo_proto::v1::admin_server::Admin;
 use rheo_storage::{Clock, OffsetClock};
-use rheo_streams::StreamsError;
+use rheo_streams::{Store, StreamsError};
 use tonic::{Request, Response, Status};
 
 use crate::error::to_status;
@@ -12,12 +12,13 @@ use crate::error::to_status;
 #[derive(Debug, Clone)]
 pub struct AdminService {
     clock: Option<OffsetClock>,
+    store: Store,
 }
 
 impl AdminService {
-    /// An admin service; pass the testbed clock if the server runs on one.
-    pub fn new(clock: Option<OffsetClock>) -> Self {
-        AdminService { clock }
+    /// An admin service over `store`; pass the testbed clock if the store runs on one.
+    pub fn new(clock: Option<OffsetClock>, store: Store) -> Self {
+        AdminService { clock, store }
     }
 }
 
@@ -39,6 +40,8 @@ impl Admin for AdminService {
             ))));
         }
         clock.advance_ms(advance_ms);
+        // Subscriptions waiting for a heartbeat or their end re-check against the new time.
+        self.store.clock_moved();
         tracing::info!(
             advance_ms,
             offset_ms = clock.offset_ms(),

@@ -1,7 +1,10 @@
 //! Domain values to protobuf messages.
 
 use rheo_proto::v1 as pb;
-use rheo_streams::{ShardInfo, StreamInfo, StreamMode, StreamStatus};
+use rheo_streams::{
+    ConsumerInfo, ConsumerStatus, RecordOut, ShardInfo, StreamInfo, StreamMode, StreamStatus,
+    SubscribeEvent,
+};
 
 pub(crate) fn mode(mode: StreamMode) -> i32 {
     match mode {
@@ -57,5 +60,66 @@ pub(crate) fn stream_summary(info: StreamInfo) -> pb::StreamSummary {
         stream_status: status(info.status),
         stream_mode: mode(info.mode),
         stream_creation_timestamp_ms: info.created_ms,
+    }
+}
+
+pub(crate) fn record(record: RecordOut) -> pb::Record {
+    pb::Record {
+        sequence_number: record.sequence_number,
+        approximate_arrival_timestamp_ms: record.arrival_ms,
+        data: record.data,
+        partition_key: record.partition_key,
+        encryption_type: "NONE".into(),
+    }
+}
+
+pub(crate) fn child_shard(child: ShardInfo) -> pb::ChildShard {
+    pb::ChildShard {
+        parent_shards: child
+            .parent_shard_id
+            .into_iter()
+            .chain(child.adjacent_parent_shard_id)
+            .collect(),
+        hash_key_range: Some(pb::HashKeyRange {
+            starting_hash_key: child.starting_hash_key.to_string(),
+            ending_hash_key: child.ending_hash_key.to_string(),
+        }),
+        shard_id: child.shard_id,
+    }
+}
+
+fn consumer_status(status: ConsumerStatus) -> i32 {
+    match status {
+        ConsumerStatus::Creating => pb::ConsumerStatus::Creating as i32,
+        ConsumerStatus::Active => pb::ConsumerStatus::Active as i32,
+        ConsumerStatus::Deleting => pb::ConsumerStatus::Deleting as i32,
+    }
+}
+
+pub(crate) fn consumer(info: ConsumerInfo) -> pb::Consumer {
+    pb::Consumer {
+        consumer_name: info.name,
+        consumer_arn: info.arn,
+        consumer_status: consumer_status(info.status),
+        consumer_creation_timestamp_ms: info.created_ms,
+    }
+}
+
+pub(crate) fn consumer_description(info: ConsumerInfo) -> pb::ConsumerDescription {
+    pb::ConsumerDescription {
+        consumer_name: info.name,
+        consumer_arn: info.arn,
+        consumer_status: consumer_status(info.status),
+        consumer_creation_timestamp_ms: info.created_ms,
+        stream_arn: info.stream_arn,
+    }
+}
+
+pub(crate) fn subscribe_event(event: SubscribeEvent) -> pb::SubscribeToShardEvent {
+    pb::SubscribeToShardEvent {
+        records: event.records.into_iter().map(record).collect(),
+        continuation_sequence_number: event.continuation_sequence_number,
+        millis_behind_latest: event.millis_behind_latest as i64,
+        child_shards: event.child_shards.into_iter().map(child_shard).collect(),
     }
 }

@@ -1,7 +1,7 @@
 //! Rheo's gRPC server: thin tonic adapters over [`rheo_streams::Store`].
 //!
-//! [`run`] serves on a listener until `shutdown` resolves: stop accepting, let in-flight calls
-//! finish, then sync every shard log. Tests start it on `127.0.0.1:0`; the `rheo` binary adds
+//! [`run`] serves on a listener until `shutdown` resolves: stop accepting, end push
+//! subscriptions cleanly, let in-flight calls finish, then sync every shard log. Tests start it on `127.0.0.1:0`; the `rheo` binary adds
 //! flags, logging and signals around it.
 
 mod admin;
@@ -49,7 +49,7 @@ pub async fn run(
     let kinesis = KinesisServer::new(KinesisService::new(store.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminService::new(testbed_clock));
+    let admin = AdminServer::new(AdminService::new(testbed_clock, store.clone()));
     let maintenance = store.spawn_maintenance();
     tracing::info!(address = %listener.local_addr()?, "serving gRPC");
     // Small responses must not wait for delayed ACKs (Nagle's algorithm costs 40 ms a call).
@@ -64,6 +64,9 @@ pub async fn run(
         .add_service(admin)
         .serve_with_incoming_shutdown(incoming, async {
             shutdown.await;
+            // Push sessions would hold the drain open for up to their lifetime: end them
+            // cleanly now, as a session's lifetime ends, so clients resubscribe.
+            store.end_all_subscriptions();
             health
                 .set_not_serving::<KinesisServer<KinesisService>>()
                 .await;

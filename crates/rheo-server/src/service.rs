@@ -3,11 +3,15 @@
 
 use rheo_proto::v1 as pb;
 use rheo_proto::v1::kinesis_server::Kinesis;
-use rheo_streams::Store;
+use std::pin::Pin;
+
+use futures_util::Stream;
+use rheo_streams::{Store, Subscription};
 use tonic::{Request, Response, Status};
 
+use crate::convert;
 use crate::error::to_status;
-use crate::handlers::{records, shards, streams, tags};
+use crate::handlers::{consumers, records, shards, streams, tags};
 
 /// The Kinesis gRPC service over a [`Store`].
 #[derive(Debug, Clone)]
@@ -23,6 +27,12 @@ impl KinesisService {
 }
 
 type Reply<T> = Result<Response<T>, Status>;
+
+/// The event stream of one SubscribeToShard call: pulled by tonic as the connection takes
+/// events, so a slow client holds one event, not a queue. Dropping it (the client went away)
+/// ends the session.
+pub(crate) type EventStream =
+    Pin<Box<dyn Stream<Item = Result<pb::SubscribeToShardEvent, Status>> + Send + 'static>>;
 
 fn reply<T>(result: rheo_streams::Result<T>) -> Reply<T> {
     result.map(Response::new).map_err(to_status)
@@ -143,5 +153,55 @@ impl Kinesis for KinesisService {
         request: Request<pb::GetRecordsRequest>,
     ) -> Reply<pb::GetRecordsResponse> {
         reply(records::get_records(&self.store, request.into_inner()).await)
+    }
+
+    async fn register_stream_consumer(
+        &self,
+        request: Request<pb::RegisterStreamConsumerRequest>,
+    ) -> Reply<pb::RegisterStreamConsumerResponse> {
+        reply(consumers::register(&self.store, request.into_inner()).await)
+    }
+
+    async fn deregister_stream_consumer(
+        &self,
+        request: Request<pb::DeregisterStreamConsumerRequest>,
+    ) -> Reply<pb::DeregisterStreamConsumerResponse> {
+        reply(consumers::deregister(&self.store, request.into_inner()).await)
+    }
+
+    async fn describe_stream_consumer(
+        &self,
+        request: Request<pb::DescribeStreamConsumerRequest>,
+    ) -> Reply<pb::DescribeStreamConsumerResponse> {
+        reply(consumers::describe(&self.store, request.into_inner()))
+    }
+
+    async fn list_stream_consumers(
+        &self,
+        request: Request<pb::ListStreamConsumersRequest>,
+    ) -> Reply<pb::ListStreamConsumersResponse> {
+        reply(consumers::list(&self.store, request.into_inner()))
+    }
+
+    type SubscribeToShardStream = EventStream;
+
+    async fn subscribe_to_shard(
+        &self,
+        request: Request<pb::SubscribeToShardRequest>,
+    ) -> Reply<EventStream> {
+        let subscription = consumers::subscribe(&self.store, request.into_inner())
+            .await
+            .map_err(to_status)?;
+        let events = futures_util::stream::unfold(
+            subscription,
+            |mut subscription: Subscription| async move {
+                let event = subscription.next_event().await?;
+                Some((
+                    event.map(convert::subscribe_event).map_err(to_status),
+                    subscription,
+                ))
+            },
+        );
+        Ok(Response::new(Box::pin(events)))
     }
 }

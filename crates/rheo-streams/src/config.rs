@@ -57,6 +57,48 @@ pub struct StoreConfig {
     pub region: String,
     /// Account id in ARNs and messages. Default: `000000000000`.
     pub account_id: String,
+    /// Enhanced fan-out: consumers and SubscribeToShard sessions.
+    pub fan_out: FanOutConfig,
+}
+
+/// Enhanced fan-out settings, with Kinesis's values as defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanOutConfig {
+    /// Most consumers registered on one stream. Default: 20.
+    pub max_consumers_per_stream: u32,
+    /// Most consumers of one stream in status CREATING at once. Default: 5.
+    pub max_creating_consumers: u32,
+    /// How long a new consumer stays CREATING before it can subscribe. Default: 0 (the
+    /// registration is durable when the call returns, so it is ACTIVE at once; the response
+    /// still says CREATING, as Kinesis's does).
+    pub activation_delay: Duration,
+    /// Longest gap between two events of a subscription. Default: 5 s.
+    pub heartbeat: Duration,
+    /// How long a subscription delivers before it completes. Default: 5 minutes.
+    pub session_lifetime: Duration,
+    /// A second subscription of the same consumer and shard sooner than this after the first
+    /// fails with ResourceInUse; later, it takes over. Default: 5 s.
+    pub takeover_after: Duration,
+    /// Bytes per second pushed per consumer and shard; `None` switches shaping off.
+    /// Default: 2 MiB.
+    pub rate_bytes_per_sec: Option<u64>,
+    /// Most bytes of records in one event (at least one record is always sent). Default: 1 MiB.
+    pub event_max_bytes: usize,
+}
+
+impl Default for FanOutConfig {
+    fn default() -> Self {
+        FanOutConfig {
+            max_consumers_per_stream: 20,
+            max_creating_consumers: 5,
+            activation_delay: Duration::ZERO,
+            heartbeat: Duration::from_secs(5),
+            session_lifetime: Duration::from_secs(300),
+            takeover_after: Duration::from_secs(5),
+            rate_bytes_per_sec: Some(2 * 1024 * 1024),
+            event_max_bytes: 1024 * 1024,
+        }
+    }
 }
 
 impl Default for StoreConfig {
@@ -73,6 +115,7 @@ impl Default for StoreConfig {
             limits: ShardLimits::default(),
             region: "us-east-1".to_string(),
             account_id: "000000000000".to_string(),
+            fan_out: FanOutConfig::default(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use rheo_storage::{Callback, Completion, Position, RecordInput};
+use rheo_storage::{Callback, Completion, Position, Record, RecordInput};
 
 use crate::error::{Result, StreamsError};
 use crate::hashing::{hash_partition_key, parse_explicit_hash_key};
@@ -243,20 +243,16 @@ impl Store {
         })
     }
 
-    /// GetShardIterator.
-    pub async fn get_shard_iterator(
+    /// Resolves where a GetShardIterator or SubscribeToShard starts in `shard`: the engine
+    /// sequence number of the first record to read.
+    pub(crate) async fn resolve_start(
         &self,
-        name: &str,
-        shard_id: &str,
-        start: IteratorStart,
-    ) -> Result<String> {
-        let stream = self.stream(name)?;
-        let shard = stream.shard(shard_id).cloned().ok_or_else(|| {
-            StreamsError::ResourceNotFound(format!(
-                "Shard {shard_id} in stream {name} under account {} does not exist",
-                self.inner.config.account_id
-            ))
-        })?;
+        stream: &Stream,
+        shard: &Shard,
+        start: &IteratorStart,
+    ) -> Result<u64> {
+        let shard_id = &shard.id;
+        let name = &stream.name;
         let check_shard = |text: &str| -> Result<u64> {
             let sequence = SequenceNumber::parse(text, "startingSequenceNumber")?;
             if sequence.shard_index != shard.index {
@@ -267,7 +263,7 @@ impl Store {
             }
             Ok(sequence.engine_sequence)
         };
-        let position = match &start {
+        let position = match start {
             IteratorStart::AtSequenceNumber(text) => Position::AtSequence(check_shard(text)?),
             IteratorStart::AfterSequenceNumber(text) => Position::AfterSequence(check_shard(text)?),
             IteratorStart::AtTimestamp(ms) => Position::AtTimestamp(*ms),
@@ -275,16 +271,28 @@ impl Store {
             IteratorStart::Latest => Position::Latest,
         };
         let log = shard.log.clone();
-        let resolved = tokio::task::spawn_blocking(move || log.seek(position))
+        tokio::task::spawn_blocking(move || log.seek(position))
             .await
             .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?
             .map_err(|error| match error {
                 rheo_storage::Error::InvalidArgument(_) => StreamsError::InvalidArgument(format!(
-                    "StartingSequenceNumber used in GetShardIterator on shard {shard_id} in stream {name} under account {} is beyond the newest record",
+                    "StartingSequenceNumber on shard {shard_id} in stream {name} under account {} is beyond the newest record",
                     self.inner.config.account_id
                 )),
                 other => other.into(),
-            })?;
+            })
+    }
+
+    /// GetShardIterator.
+    pub async fn get_shard_iterator(
+        &self,
+        name: &str,
+        shard_id: &str,
+        start: IteratorStart,
+    ) -> Result<String> {
+        let stream = self.stream(name)?;
+        let shard = self.find_shard(&stream, shard_id)?;
+        let resolved = self.resolve_start(&stream, &shard, &start).await?;
         Ok(self.iterator_for(&stream, &shard, resolved))
     }
 
@@ -341,25 +349,28 @@ impl Store {
         if limits_on {
             shard.limiter.read_bytes.charge(bytes as u64);
         }
-        let records = outcome
-            .records
-            .into_iter()
-            .map(|record| RecordOut {
-                sequence_number: SequenceNumber {
-                    shard_index: shard.index,
-                    engine_sequence: record.sequence,
-                }
-                .to_string(),
-                arrival_ms: record.timestamp_ms,
-                data: record.data,
-                partition_key: String::from_utf8_lossy(&record.partition_key).into_owned(),
-            })
-            .collect();
         Ok(RecordsPage {
-            records,
+            records: records_out(shard.index, outcome.records),
             next_shard_iterator: Some(self.iterator_for(&stream, &shard, outcome.next_sequence)),
             millis_behind_latest: outcome.millis_behind_latest,
             child_shards: Vec::new(),
         })
     }
+}
+
+/// Records as read from shard `shard_index`'s log, in the model's form.
+pub(crate) fn records_out(shard_index: u32, records: Vec<Record>) -> Vec<RecordOut> {
+    records
+        .into_iter()
+        .map(|record| RecordOut {
+            sequence_number: SequenceNumber {
+                shard_index,
+                engine_sequence: record.sequence,
+            }
+            .to_string(),
+            arrival_ms: record.timestamp_ms,
+            data: record.data,
+            partition_key: String::from_utf8_lossy(&record.partition_key).into_owned(),
+        })
+        .collect()
 }

@@ -3,11 +3,12 @@
 //! A [`Store`] owns a data directory: one directory per stream holding its checksummed metadata
 //! and one storage log per shard. It routes partition keys to shards (MD5, big-endian u128),
 //! turns the engine's per-shard numbers into Kinesis sequence numbers, signs shard iterators,
-//! applies per-shard throughput limits, and reports failures as [`StreamsError`]s that carry
+//! applies per-shard throughput limits, keeps enhanced fan-out consumers and their push sessions, and reports failures as [`StreamsError`]s that carry
 //! the Kinesis exception name. Front ends (gRPC today, the Kinesis HTTP protocol later) only
 //! translate.
 
 mod config;
+mod consumers;
 mod data;
 mod error;
 mod hashing;
@@ -16,16 +17,19 @@ mod meta;
 mod model;
 mod seqnum;
 mod store;
+mod subscribe;
 mod token;
 
-pub use config::{LimitsOverride, ShardLimits, StoreConfig};
+pub use config::{FanOutConfig, LimitsOverride, ShardLimits, StoreConfig};
 pub use data::{MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES};
 pub use error::{Result, StreamsError};
 pub use hashing::{hash_partition_key, initial_ranges, parse_explicit_hash_key};
 pub use model::{
-    CreateStream, IteratorStart, Limits, PutEntry, PutOutcome, RecordOut, RecordsPage, ShardFilter,
-    ShardInfo, StreamInfo, StreamMode, StreamPage, StreamStatus, format_time,
+    ConsumerInfo, ConsumerPage, ConsumerRef, ConsumerStatus, CreateStream, IteratorStart, Limits,
+    PutEntry, PutOutcome, RecordOut, RecordsPage, ShardFilter, ShardInfo, StreamInfo, StreamMode,
+    StreamPage, StreamStatus, SubscribeEvent, format_time,
 };
 pub use seqnum::SequenceNumber;
 pub use store::{Store, validate_stream_name};
+pub use subscribe::Subscription;
 pub use token::{ShardIterator, TokenKey};

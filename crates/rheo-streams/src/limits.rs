@@ -61,6 +61,27 @@ impl Bucket {
         state.0 > 0.0
     }
 
+    /// Whole units available now (0 when in debt).
+    pub(crate) fn available(&self) -> u64 {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        self.refill(&mut state);
+        state.0.max(0.0) as u64
+    }
+
+    /// How long until the bucket is out of debt; `None` if it has credit now.
+    pub(crate) fn time_to_credit(&self) -> Option<std::time::Duration> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        self.refill(&mut state);
+        (state.0 <= 0.0)
+            .then(|| std::time::Duration::from_secs_f64((-state.0 + 1.0) / self.rate_per_sec))
+    }
+
     /// Returns `amount` taken by a `try_take` whose operation did not happen.
     pub(crate) fn give_back(&self, amount: u64) {
         let mut state = self
@@ -122,5 +143,12 @@ mod tests {
         let bucket = Bucket::new(10);
         bucket.charge(25);
         assert!(!bucket.has_credit());
+        let wait = bucket.time_to_credit().expect("in debt");
+        assert!(
+            wait > std::time::Duration::from_millis(1400)
+                && wait <= std::time::Duration::from_millis(1600),
+            "15 units of debt at 10 a second take about 1.5 s: {wait:?}"
+        );
+        assert_eq!(Bucket::new(10).time_to_credit(), None);
     }
 }

@@ -49,6 +49,23 @@ pub(crate) struct StreamMeta {
     /// The stream's own throughput limits, if it has any.
     #[serde(default)]
     pub(crate) limits: crate::config::LimitsOverride,
+    /// Registered enhanced fan-out consumers, in name order.
+    #[serde(default)]
+    pub(crate) consumers: Vec<ConsumerMeta>,
+    /// The ARN seconds of consumers deregistered in the last second or so, by name: a name
+    /// registered again gets a later one, so its new ARN never equals the old.
+    #[serde(default)]
+    pub(crate) retired_consumers: BTreeMap<String, i64>,
+}
+
+/// An enhanced fan-out consumer as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ConsumerMeta {
+    pub(crate) name: String,
+    /// Registration time, ms since the epoch.
+    pub(crate) created_ms: i64,
+    /// The seconds in its ARN (its registration second, or later if that was taken).
+    pub(crate) arn_secs: i64,
 }
 
 fn io_error(action: &str, path: &Path, error: std::io::Error) -> StreamsError {
@@ -132,6 +149,12 @@ mod tests {
                 created_ms: 1,
             }],
             limits: Default::default(),
+            consumers: vec![ConsumerMeta {
+                name: "reader".into(),
+                created_ms: 1500,
+                arn_secs: 1,
+            }],
+            retired_consumers: BTreeMap::from([("old".into(), 0)]),
         }
     }
 

@@ -180,6 +180,68 @@ pub enum ShardFilter {
     FromTimestamp(i64),
 }
 
+/// An enhanced fan-out consumer's lifecycle state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumerStatus {
+    /// Registered; cannot subscribe yet.
+    Creating,
+    /// Can subscribe.
+    Active,
+    /// Being deregistered.
+    Deleting,
+}
+
+/// A registered consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    /// Its name, unique within the stream.
+    pub name: String,
+    /// `arn:aws:kinesis:<region>:<account>:stream/<stream>/consumer/<name>:<seconds>`.
+    pub arn: String,
+    /// Lifecycle state.
+    pub status: ConsumerStatus,
+    /// Registration time, ms since the epoch.
+    pub created_ms: i64,
+    /// The stream's ARN.
+    pub stream_arn: String,
+}
+
+/// Names a consumer the ways DescribeStreamConsumer and DeregisterStreamConsumer accept: by
+/// ARN, or by stream and name, or both if they agree. Empty strings are absent fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerRef {
+    /// The stream, by name.
+    pub stream_name: String,
+    /// The stream, by ARN.
+    pub stream_arn: String,
+    /// The consumer's name.
+    pub consumer_name: String,
+    /// The consumer's ARN.
+    pub consumer_arn: String,
+}
+
+/// A page of ListStreamConsumers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerPage {
+    /// Consumers in name order.
+    pub consumers: Vec<ConsumerInfo>,
+    /// Set when more follow.
+    pub next_token: Option<String>,
+}
+
+/// One push of a SubscribeToShard session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeEvent {
+    /// Records in sequence order; empty in a heartbeat.
+    pub records: Vec<RecordOut>,
+    /// Where to resume (with AFTER_SEQUENCE_NUMBER); `None` at the end of a closed shard.
+    pub continuation_sequence_number: Option<String>,
+    /// How far behind the tip this event is; 0 when caught up.
+    pub millis_behind_latest: u64,
+    /// At the end of a closed shard: its children.
+    pub child_shards: Vec<ShardInfo>,
+}
+
 /// DescribeLimits output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

@@ -47,6 +47,8 @@ pub(crate) struct Stream {
     pub(crate) meta: Mutex<StreamMeta>,
     pub(crate) status: Mutex<StreamStatus>,
     pub(crate) shards: Vec<Arc<Shard>>,
+    /// Live SubscribeToShard sessions, for the 5-second rule and to end them.
+    pub(crate) sessions: Mutex<crate::subscribe::Sessions>,
 }
 
 impl Stream {
@@ -78,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) streams: RwLock<BTreeMap<String, Arc<Stream>>>,
     /// Serialises control-plane changes (create, delete) so quota checks hold.
     pub(crate) control: tokio::sync::Mutex<()>,
+    /// Bumped when the testbed clock jumps, so waiting subscriptions re-check their timers.
+    pub(crate) clock_moved: tokio::sync::watch::Sender<u64>,
 }
 
 /// The Kinesis model over a data directory. Cheap to clone; every front end shares one.
@@ -141,6 +145,7 @@ impl Store {
                 key,
                 streams: RwLock::new(streams),
                 control: tokio::sync::Mutex::new(()),
+                clock_moved: tokio::sync::watch::Sender::new(0),
             }),
         })
     }
@@ -205,6 +210,15 @@ impl Store {
             "Stream {name} under account {} not found.",
             self.inner.config.account_id
         ))
+    }
+
+    pub(crate) fn find_shard(&self, stream: &Stream, shard_id: &str) -> Result<Arc<Shard>> {
+        stream.shard(shard_id).cloned().ok_or_else(|| {
+            StreamsError::ResourceNotFound(format!(
+                "Shard {shard_id} in stream {} under account {} does not exist",
+                stream.name, self.inner.config.account_id
+            ))
+        })
     }
 
     pub(crate) fn stream(&self, name: &str) -> Result<Arc<Stream>> {
@@ -314,6 +328,8 @@ impl Store {
             max_record_kib,
             tags: request.tags,
             limits: request.limits,
+            consumers: Vec::new(),
+            retired_consumers: BTreeMap::new(),
             shards: initial_ranges(shard_count)
                 .into_iter()
                 .enumerate()
@@ -363,7 +379,9 @@ impl Store {
                 dir.join(&id),
                 log_config.clone(),
                 self.inner.clock.clone(),
-                0,
+                // Engine sequence 0 stays free: it is the shard's StartingSequenceNumber, which
+                // sorts before every record, so AFTER_SEQUENCE_NUMBER of it reads from the start.
+                1,
             )?;
             let parse = |text: &str| {
                 text.parse::<u128>().map_err(|_| {
@@ -390,14 +408,25 @@ impl Store {
             meta: Mutex::new(meta),
             status: Mutex::new(StreamStatus::Creating),
             shards,
+            sessions: Mutex::new(crate::subscribe::Sessions::default()),
         })
     }
 
     /// DeleteStream: the stream disappears at once; its files are removed in the background.
-    pub async fn delete_stream(&self, name: &str, _enforce_consumer_deletion: bool) -> Result<()> {
+    /// Refused while consumers are registered unless `enforce_consumer_deletion`, which
+    /// deregisters them and ends their subscriptions.
+    pub async fn delete_stream(&self, name: &str, enforce_consumer_deletion: bool) -> Result<()> {
         let _control = self.inner.control.lock().await;
         let stream = self.stream(name)?;
+        let consumers = lock(&stream.meta).consumers.len();
+        if consumers > 0 && !enforce_consumer_deletion {
+            return Err(StreamsError::ResourceInUse(format!(
+                "Stream {name} under account {} has {consumers} registered consumers; deregister them or set EnforceConsumerDeletion",
+                self.inner.config.account_id
+            )));
+        }
         *lock(&stream.status) = StreamStatus::Deleting;
+        stream.end_sessions(None, crate::subscribe::Ended::StreamDeleted);
         self.inner
             .streams
             .write()
@@ -431,7 +460,7 @@ impl Store {
             retention_hours: meta.retention_hours,
             created_ms: meta.created_ms,
             open_shard_count: stream.shards.len() as u32,
-            consumer_count: 0,
+            consumer_count: meta.consumers.len() as u32,
             max_record_size_kib: meta.max_record_kib,
         }
     }
@@ -471,7 +500,7 @@ impl Store {
         })
     }
 
-    fn open_next_token(&self, token: &str, scope: &str) -> Result<String> {
+    pub(crate) fn open_next_token(&self, token: &str, scope: &str) -> Result<String> {
         let (token_scope, after, issued) = self.inner.key.decode_next_token(token)?;
         if token_scope != scope {
             return Err(StreamsError::InvalidArgument(format!(
@@ -615,7 +644,7 @@ impl Store {
     }
 
     /// Applies `change` to a copy of the stream's metadata, writes it durably, then publishes it.
-    async fn update_meta(
+    pub(crate) async fn update_meta(
         &self,
         stream: &Arc<Stream>,
         change: impl FnOnce(&mut StreamMeta) -> Result<()>,
@@ -707,7 +736,7 @@ impl Store {
     }
 
     /// The registry of streams, for reading.
-    fn registry(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Stream>>> {
+    pub(crate) fn registry(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Stream>>> {
         self.inner
             .streams
             .read()
@@ -766,7 +795,7 @@ impl Store {
 
 /// A page size from a request: `default` when absent, refused outside `1..=max_accepted`, and
 /// at most `cap` in effect (Kinesis accepts some limits it never fills, such as ListStreams').
-fn page_size(
+pub(crate) fn page_size(
     value: Option<i64>,
     field: &str,
     max_accepted: i64,
@@ -831,6 +860,7 @@ fn load(
             key: key.clone(),
             streams: RwLock::new(BTreeMap::new()),
             control: tokio::sync::Mutex::new(()),
+            clock_moved: tokio::sync::watch::Sender::new(0),
         }),
     };
     let mut streams = BTreeMap::new();

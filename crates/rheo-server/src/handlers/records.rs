@@ -3,6 +3,8 @@
 use rheo_proto::v1 as pb;
 use rheo_streams::{IteratorStart, PutEntry, PutOutcome, Result, Store, StreamsError};
 
+use crate::convert;
+
 pub(crate) async fn put_record(
     store: &Store,
     request: pb::PutRecordRequest,
@@ -76,24 +78,24 @@ pub(crate) async fn put_records(
     })
 }
 
-pub(crate) async fn get_shard_iterator(
-    store: &Store,
-    request: pb::GetShardIteratorRequest,
-) -> Result<pb::GetShardIteratorResponse> {
-    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+/// The starting position GetShardIterator and SubscribeToShard share.
+pub(crate) fn iterator_start(
+    kind: pb::ShardIteratorType,
+    sequence_number: Option<String>,
+    timestamp_ms: Option<i64>,
+) -> Result<IteratorStart> {
     let sequence = || {
-        request
-            .starting_sequence_number
+        sequence_number
             .clone()
             .filter(|text| !text.is_empty())
             .ok_or_else(|| {
                 StreamsError::InvalidArgument(format!(
                     "StartingSequenceNumber is required for ShardIteratorType {}",
-                    request.shard_iterator_type().as_str_name()
+                    kind.as_str_name()
                 ))
             })
     };
-    let start = match request.shard_iterator_type() {
+    Ok(match kind {
         pb::ShardIteratorType::Unspecified => {
             return Err(StreamsError::Validation(
                 "1 validation error detected: Value at 'shardIteratorType' failed to satisfy constraint: Member must satisfy enum value set: [AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST]".into(),
@@ -104,7 +106,7 @@ pub(crate) async fn get_shard_iterator(
             IteratorStart::AfterSequenceNumber(sequence()?)
         }
         pb::ShardIteratorType::AtTimestamp => {
-            IteratorStart::AtTimestamp(request.timestamp_ms.ok_or_else(|| {
+            IteratorStart::AtTimestamp(timestamp_ms.ok_or_else(|| {
                 StreamsError::InvalidArgument(
                     "Timestamp is required for ShardIteratorType AT_TIMESTAMP".into(),
                 )
@@ -112,7 +114,19 @@ pub(crate) async fn get_shard_iterator(
         }
         pb::ShardIteratorType::TrimHorizon => IteratorStart::TrimHorizon,
         pb::ShardIteratorType::Latest => IteratorStart::Latest,
-    };
+    })
+}
+
+pub(crate) async fn get_shard_iterator(
+    store: &Store,
+    request: pb::GetShardIteratorRequest,
+) -> Result<pb::GetShardIteratorResponse> {
+    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+    let start = iterator_start(
+        request.shard_iterator_type(),
+        request.starting_sequence_number,
+        request.timestamp_ms,
+    )?;
     let shard_iterator = store
         .get_shard_iterator(&name, &request.shard_id, start)
         .await?;
@@ -127,34 +141,13 @@ pub(crate) async fn get_records(
         .get_records(&request.shard_iterator, request.limit.map(i64::from))
         .await?;
     Ok(pb::GetRecordsResponse {
-        records: page
-            .records
-            .into_iter()
-            .map(|record| pb::Record {
-                sequence_number: record.sequence_number,
-                approximate_arrival_timestamp_ms: record.arrival_ms,
-                data: record.data,
-                partition_key: record.partition_key,
-                encryption_type: "NONE".into(),
-            })
-            .collect(),
+        records: page.records.into_iter().map(convert::record).collect(),
         next_shard_iterator: page.next_shard_iterator,
         millis_behind_latest: page.millis_behind_latest as i64,
         child_shards: page
             .child_shards
             .into_iter()
-            .map(|child| pb::ChildShard {
-                parent_shards: child
-                    .parent_shard_id
-                    .into_iter()
-                    .chain(child.adjacent_parent_shard_id)
-                    .collect(),
-                hash_key_range: Some(pb::HashKeyRange {
-                    starting_hash_key: child.starting_hash_key.to_string(),
-                    ending_hash_key: child.ending_hash_key.to_string(),
-                }),
-                shard_id: child.shard_id,
-            })
+            .map(convert::child_shard)
             .collect(),
     })
 }

@@ -1,0 +1,326 @@
+//! SubscribeToShard: push sessions of enhanced fan-out consumers.
+//!
+//! A [`Subscription`] is pulled, not pushed into a queue: the front end asks for the next event
+//! when its transport can take one. So a stalled consumer holds at most one event and its
+//! position, never a growing buffer; it reads from the log (the mapped segments every reader
+//! shares) when it is behind, and it never slows producers or other consumers. While caught
+//! up it sleeps on the shard log's tip notifier, woken by the commit that makes new records
+//! readable: no polling, no CPU while idle. Dropping it frees everything at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rheo_storage::Record;
+use tokio::sync::watch;
+
+use crate::consumers::parse_consumer_arn;
+use crate::data::{MAX_GET_RECORDS, records_out};
+use crate::error::{Result, StreamsError};
+use crate::limits::Bucket;
+use crate::meta::ConsumerMeta;
+use crate::model::{ConsumerStatus, IteratorStart, SubscribeEvent};
+use crate::seqnum::SequenceNumber;
+use crate::store::{Shard, Store, Stream, lock};
+
+/// Why a session was ended from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// A newer subscription of the same consumer and shard took over.
+    TakenOver,
+    /// The consumer was deregistered.
+    ConsumerDeregistered,
+    /// The stream was deleted.
+    StreamDeleted,
+    /// The server is shutting down: the session completes cleanly.
+    ServerStopping,
+}
+
+/// Sessions of one stream, by consumer (name and ARN seconds) and shard index.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    by_key: HashMap<(String, i64, u32), Session>,
+}
+
+#[derive(Debug)]
+struct Session {
+    started_ms: i64,
+    /// The subscription holds the only receiver: once it is dropped the session is over.
+    end: watch::Sender<Option<Ended>>,
+}
+
+impl Session {
+    fn live(&self) -> bool {
+        !self.end.is_closed()
+    }
+}
+
+impl Stream {
+    /// Ends the live sessions of `consumer` (every consumer if `None`).
+    pub(crate) fn end_sessions(&self, consumer: Option<&ConsumerMeta>, why: Ended) {
+        let mut sessions = lock(&self.sessions);
+        sessions.by_key.retain(|(name, secs, _), session| {
+            let matches = consumer
+                .is_none_or(|consumer| consumer.name == *name && consumer.arn_secs == *secs);
+            if matches {
+                session.end.send_replace(Some(why));
+            }
+            !matches
+        });
+    }
+
+    fn live_sessions(&self) -> usize {
+        lock(&self.sessions)
+            .by_key
+            .values()
+            .filter(|session| session.live())
+            .count()
+    }
+}
+
+/// Records a caught-up session reads on the async worker; further behind, it reads on the
+/// blocking pool, since those pages may have to come from disk.
+const INLINE_READ_RECORDS: u64 = 4096;
+
+impl Store {
+    /// SubscribeToShard: checks the consumer (it must be ACTIVE), the shard and the starting
+    /// position, applies the 5-second rule (a second subscription of the same consumer and
+    /// shard sooner than that fails with ResourceInUse; later, it takes over and the earlier
+    /// one ends with ResourceInUse), and returns the session.
+    pub async fn subscribe_to_shard(
+        &self,
+        consumer_arn: &str,
+        shard_id: &str,
+        start: IteratorStart,
+    ) -> Result<Subscription> {
+        let arn = parse_consumer_arn(consumer_arn)?;
+        let stream = self.stream(&arn.stream)?;
+        let consumer = lock(&stream.meta)
+            .consumers
+            .iter()
+            .find(|c| c.name == arn.name && c.arn_secs == arn.secs)
+            .cloned()
+            .ok_or_else(|| {
+                StreamsError::ResourceNotFound(format!(
+                    "Consumer {consumer_arn} under account {} not found.",
+                    self.inner.config.account_id
+                ))
+            })?;
+        if self.consumer_status(&consumer) != ConsumerStatus::Active {
+            return Err(StreamsError::ResourceInUse(format!(
+                "Consumer {consumer_arn} is not ACTIVE yet"
+            )));
+        }
+        let shard = self.find_shard(&stream, shard_id)?;
+        let position = self.resolve_start(&stream, &shard, &start).await?;
+
+        let fan_out = &self.inner.config.fan_out;
+        let now = self.now_ms();
+        let takeover_ms = fan_out.takeover_after.as_millis() as i64;
+        let (end, ended) = watch::channel(None);
+        {
+            let mut sessions = lock(&stream.sessions);
+            sessions
+                .by_key
+                .retain(|_, session| session.live() || now - session.started_ms < takeover_ms);
+            let key = (consumer.name.clone(), consumer.arn_secs, shard.index);
+            if let Some(earlier) = sessions.by_key.get(&key) {
+                if now - earlier.started_ms < takeover_ms {
+                    return Err(StreamsError::ResourceInUse(format!(
+                        "Another subscription of consumer {consumer_arn} to shard {shard_id} started {} ms ago; a new one may take over {takeover_ms} ms after it",
+                        now - earlier.started_ms
+                    )));
+                }
+                earlier.end.send_replace(Some(Ended::TakenOver));
+            }
+            sessions.by_key.insert(
+                key,
+                Session {
+                    started_ms: now,
+                    end,
+                },
+            );
+        }
+        tracing::debug!(consumer = %consumer_arn, shard = %shard_id, position, "subscribed");
+        Ok(Subscription {
+            store: self.clone(),
+            tip: shard.log.watch_tip(),
+            shard,
+            consumer_arn: consumer_arn.to_string(),
+            position,
+            ended,
+            end_gone: false,
+            clock_moved: self.inner.clock_moved.subscribe(),
+            started_ms: now,
+            last_event_ms: None,
+            bucket: fan_out.rate_bytes_per_sec.map(Bucket::new),
+            done: false,
+            _stream: stream,
+        })
+    }
+
+    /// Subscriptions currently open (sessions whose client has not gone away).
+    pub fn active_subscriptions(&self) -> usize {
+        self.registry()
+            .values()
+            .map(|stream| stream.live_sessions())
+            .sum()
+    }
+
+    /// Ends every subscription cleanly (graceful shutdown: their streams complete so clients
+    /// resubscribe, as after a session's lifetime).
+    pub fn end_all_subscriptions(&self) {
+        for stream in self.registry().values() {
+            stream.end_sessions(None, Ended::ServerStopping);
+        }
+    }
+
+    /// Tells waiting subscriptions that the clock jumped (the testbed's AdvanceClock), so
+    /// heartbeats and session lifetimes are re-checked at once instead of at the next timer.
+    pub fn clock_moved(&self) {
+        self.inner.clock_moved.send_modify(|moves| *moves += 1);
+    }
+}
+
+/// One SubscribeToShard session. Call [`Subscription::next_event`] until it returns `None`.
+#[derive(Debug)]
+pub struct Subscription {
+    store: Store,
+    shard: Arc<Shard>,
+    consumer_arn: String,
+    /// The engine sequence number of the next record to deliver.
+    position: u64,
+    tip: watch::Receiver<u64>,
+    ended: watch::Receiver<Option<Ended>>,
+    end_gone: bool,
+    clock_moved: watch::Receiver<u64>,
+    started_ms: i64,
+    last_event_ms: Option<i64>,
+    bucket: Option<Bucket>,
+    done: bool,
+    /// Keeps the stream (and so the session registry) alive while the session runs.
+    _stream: Arc<Stream>,
+}
+
+impl Subscription {
+    /// The next event: at once if records are waiting (or this is the first event), when new
+    /// records are committed, or a heartbeat when none arrived for the heartbeat interval.
+    /// `None` when the session is over (its lifetime passed, or the server is stopping); an
+    /// error ends it too (taken over, consumer deregistered, stream deleted, storage failure).
+    pub async fn next_event(&mut self) -> Option<Result<SubscribeEvent>> {
+        let fan_out = self.store.inner.config.fan_out.clone();
+        let lifetime_ms = fan_out.session_lifetime.as_millis() as i64;
+        let heartbeat_ms = fan_out.heartbeat.as_millis() as i64;
+        loop {
+            if self.done {
+                return None;
+            }
+            let ended = *self.ended.borrow_and_update();
+            if let Some(why) = ended {
+                self.done = true;
+                return self.ending_error(why).map(Err);
+            }
+            if self.end_gone {
+                self.done = true;
+                return None;
+            }
+            let now = self.store.now_ms();
+            let expires_ms = self.started_ms + lifetime_ms;
+            if now >= expires_ms {
+                self.done = true;
+                return None;
+            }
+            let tip = *self.tip.borrow_and_update();
+            if self.position < tip {
+                if let Some(wait) = self.bucket.as_ref().and_then(Bucket::time_to_credit) {
+                    // Shaped: wait for credit, but still notice an ending.
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        changed = self.ended.changed() => self.end_gone = changed.is_err(),
+                    }
+                    continue;
+                }
+                // An event takes no more than the credit left (at least one record).
+                let max_bytes = match &self.bucket {
+                    Some(bucket) => fan_out.event_max_bytes.min(bucket.available() as usize),
+                    None => fan_out.event_max_bytes,
+                };
+                return Some(self.read_event(now, tip, max_bytes.max(1)).await);
+            }
+            let heartbeat_due = self.last_event_ms.map_or(now, |last| last + heartbeat_ms);
+            if now >= heartbeat_due {
+                self.last_event_ms = Some(now);
+                return Some(Ok(self.event(Vec::new(), 0)));
+            }
+            let wait = Duration::from_millis((heartbeat_due.min(expires_ms) - now) as u64);
+            tokio::select! {
+                _ = self.tip.changed() => {}
+                changed = self.ended.changed() => self.end_gone = changed.is_err(),
+                _ = self.clock_moved.changed() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn read_event(&mut self, now: i64, tip: u64, max_bytes: usize) -> Result<SubscribeEvent> {
+        let log = self.shard.log.clone();
+        let from = self.position;
+        let read = move || log.read(from, MAX_GET_RECORDS, max_bytes);
+        let outcome = if tip - from <= INLINE_READ_RECORDS {
+            read()
+        } else {
+            tokio::task::spawn_blocking(read)
+                .await
+                .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?
+        };
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                self.done = true;
+                tracing::error!(consumer = %self.consumer_arn, shard = %self.shard.id, %error, "subscription read failed");
+                return Err(error.into());
+            }
+        };
+        if let Some(bucket) = &self.bucket {
+            let bytes: usize = outcome.records.iter().map(Record::size).sum();
+            bucket.charge(bytes as u64);
+        }
+        self.position = outcome.next_sequence;
+        self.last_event_ms = Some(now);
+        Ok(self.event(outcome.records, outcome.millis_behind_latest))
+    }
+
+    fn event(&self, records: Vec<Record>, millis_behind_latest: u64) -> SubscribeEvent {
+        SubscribeEvent {
+            records: records_out(self.shard.index, records),
+            // The last record delivered (or the one before the position): resuming AFTER it
+            // continues exactly here.
+            continuation_sequence_number: Some(
+                SequenceNumber {
+                    shard_index: self.shard.index,
+                    engine_sequence: self.position.saturating_sub(1),
+                }
+                .to_string(),
+            ),
+            millis_behind_latest,
+            child_shards: Vec::new(),
+        }
+    }
+
+    fn ending_error(&self, why: Ended) -> Option<StreamsError> {
+        let shard = &self.shard.id;
+        let arn = &self.consumer_arn;
+        match why {
+            Ended::TakenOver => Some(StreamsError::ResourceInUse(format!(
+                "A newer subscription of consumer {arn} to shard {shard} took over this one"
+            ))),
+            Ended::ConsumerDeregistered => Some(StreamsError::ResourceNotFound(format!(
+                "Consumer {arn} was deregistered"
+            ))),
+            Ended::StreamDeleted => Some(StreamsError::ResourceNotFound(format!(
+                "The stream of consumer {arn} was deleted"
+            ))),
+            Ended::ServerStopping => None,
+        }
+    }
+}
