@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rheo_storage::Durability;
-use rheo_streams::{LimitsOverride, ShardLimits, StoreConfig};
+use rheo_streams::{FanOutConfig, LimitsOverride, ShardLimits, StoreConfig};
 use serde::Deserialize;
 
 /// Flags of `rheo serve` (each also readable from the environment).
@@ -25,7 +25,7 @@ pub(crate) struct ServeArgs {
     /// When a put is acknowledged: `sync` (on disk), `interval:<ms>` or `none` [default: sync].
     #[arg(long, env = "RHEO_DURABILITY")]
     pub(crate) durability: Option<String>,
-    /// Switch the per-shard throughput limits off (load tests).
+    /// Switch the per-shard throughput limits and enhanced fan-out push shaping off (load tests).
     #[arg(long, env = "RHEO_NO_LIMITS")]
     pub(crate) no_limits: bool,
     /// Run on a clock that `rheo clock advance` can move forward (retention testbed).
@@ -54,6 +54,62 @@ struct FileConfig {
     account_id: Option<String>,
     shard_limit: Option<u32>,
     limits: Option<LimitsOverride>,
+    fan_out: Option<FanOutFile>,
+}
+
+/// The `[fan_out]` table: enhanced fan-out settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FanOutFile {
+    max_consumers_per_stream: Option<u32>,
+    max_creating_consumers: Option<u32>,
+    activation_delay: Option<String>,
+    heartbeat: Option<String>,
+    session_lifetime: Option<String>,
+    takeover_after: Option<String>,
+    /// 0 switches shaping off.
+    rate_bytes_per_sec: Option<u64>,
+    event_max_bytes: Option<usize>,
+}
+
+impl FanOutFile {
+    fn apply(self, config: &mut FanOutConfig) -> anyhow::Result<()> {
+        let positive = |name: &str, text: &str| -> anyhow::Result<Duration> {
+            let duration = parse_duration(text).with_context(|| format!("fan_out.{name}"))?;
+            if duration.is_zero() {
+                bail!("fan_out.{name} must be positive");
+            }
+            Ok(duration)
+        };
+        if let Some(max) = self.max_consumers_per_stream {
+            config.max_consumers_per_stream = max;
+        }
+        if let Some(max) = self.max_creating_consumers {
+            config.max_creating_consumers = max.max(1);
+        }
+        if let Some(text) = self.activation_delay {
+            config.activation_delay = parse_duration(&text).context("fan_out.activation_delay")?;
+        }
+        if let Some(text) = self.heartbeat {
+            config.heartbeat = positive("heartbeat", &text)?;
+        }
+        if let Some(text) = self.session_lifetime {
+            config.session_lifetime = positive("session_lifetime", &text)?;
+        }
+        if let Some(text) = self.takeover_after {
+            config.takeover_after = parse_duration(&text).context("fan_out.takeover_after")?;
+        }
+        if let Some(rate) = self.rate_bytes_per_sec {
+            config.rate_bytes_per_sec = (rate > 0).then_some(rate);
+        }
+        if let Some(bytes) = self.event_max_bytes {
+            if bytes == 0 {
+                bail!("fan_out.event_max_bytes must be positive");
+            }
+            config.event_max_bytes = bytes;
+        }
+        Ok(())
+    }
 }
 
 /// Everything `serve` needs.
@@ -122,6 +178,10 @@ impl ServeArgs {
             .unwrap_or_default()
             .apply(&ShardLimits::default());
         store.limits.enabled &= !self.no_limits;
+        file.fan_out.unwrap_or_default().apply(&mut store.fan_out)?;
+        if self.no_limits {
+            store.fan_out.rate_bytes_per_sec = None;
+        }
         Ok(ServeConfig {
             listen: self
                 .listen
@@ -171,5 +231,36 @@ mod tests {
             Durability::Interval(Duration::from_millis(10))
         );
         assert!(parse_durability("fast").is_err());
+    }
+
+    #[test]
+    fn the_fan_out_table_sets_every_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rheo.toml");
+        std::fs::write(
+            &path,
+            "[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            data_dir: None,
+            listen: None,
+            durability: None,
+            no_limits: false,
+            testbed_clock: false,
+            min_retention_hours: None,
+            iterator_ttl_secs: None,
+        };
+        let fan_out = args.resolve().unwrap().store.fan_out;
+        assert_eq!(fan_out.max_consumers_per_stream, 50);
+        assert_eq!(fan_out.heartbeat, Duration::from_secs(2));
+        assert_eq!(fan_out.session_lifetime, Duration::from_secs(3600));
+        assert_eq!(fan_out.takeover_after, Duration::ZERO);
+        assert_eq!(fan_out.rate_bytes_per_sec, None);
+        assert_eq!(fan_out.event_max_bytes, 65536);
+        assert_eq!(fan_out.activation_delay, Duration::from_secs(3));
+        std::fs::write(&path, "[fan_out]\nheartbeat = \"0s\"\n").unwrap();
+        assert!(args.resolve().is_err(), "a zero heartbeat is refused");
     }
 }
