@@ -74,6 +74,9 @@ enum StreamAction {
     Delete {
         /// Stream name.
         name: String,
+        /// Deregister its enhanced fan-out consumers too (refused otherwise while any exist).
+        #[arg(long)]
+        enforce_consumer_deletion: bool,
     },
 }
 
@@ -155,10 +158,14 @@ pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        StreamAction::Delete { name } => {
+        StreamAction::Delete {
+            name,
+            enforce_consumer_deletion,
+        } => {
             client
                 .delete_stream(pb::DeleteStreamRequest {
                     stream_name: name.clone(),
+                    enforce_consumer_deletion,
                     ..Default::default()
                 })
                 .await
@@ -286,8 +293,42 @@ pub(crate) struct ReadArgs {
     /// Output: `text` (tab-separated) or `json` (one object per line, data in base64).
     #[arg(long, default_value = "text")]
     output: String,
+    /// Have records pushed to this registered consumer (SubscribeToShard) instead of polling.
+    #[arg(long)]
+    consumer: Option<String>,
     #[command(flatten)]
     endpoint: Endpoint,
+}
+
+/// One record to print, with its shard.
+pub(crate) struct RecordLine<'a> {
+    pub(crate) shard_id: &'a str,
+    pub(crate) record: &'a pb::Record,
+}
+
+impl RecordLine<'_> {
+    fn format(&self, json: bool) -> String {
+        let record = self.record;
+        if json {
+            serde_json::json!({
+                "shard_id": self.shard_id,
+                "sequence_number": record.sequence_number,
+                "partition_key": record.partition_key,
+                "arrival_ms": record.approximate_arrival_timestamp_ms,
+                "data": base64::engine::general_purpose::STANDARD.encode(&record.data),
+            })
+            .to_string()
+        } else {
+            format!(
+                "{}\t{}\t{}\t{}\t{}",
+                self.shard_id,
+                record.sequence_number,
+                record.approximate_arrival_timestamp_ms,
+                record.partition_key,
+                String::from_utf8_lossy(&record.data)
+            )
+        }
+    }
 }
 
 pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
@@ -321,6 +362,24 @@ pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
             args.from
         ),
     };
+    let json = args.output == "json";
+    if let Some(consumer) = &args.consumer {
+        let start = pb::StartingPosition {
+            r#type: kind as i32,
+            sequence_number: sequence,
+            timestamp_ms: timestamp,
+        };
+        return crate::consumer::read_pushed(
+            &args.endpoint,
+            &args.stream,
+            consumer,
+            shard_ids,
+            start,
+            args.follow,
+            |line| emit(&line.format(json)),
+        )
+        .await;
+    }
     let mut iterators = Vec::new();
     for shard_id in &shard_ids {
         let iterator = client
@@ -353,25 +412,8 @@ pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
                 .map_err(explain)?
                 .into_inner();
             any_records |= !page.records.is_empty();
-            for record in page.records {
-                let line = if args.output == "json" {
-                    serde_json::json!({
-                        "shard_id": shard_id,
-                        "sequence_number": record.sequence_number,
-                        "partition_key": record.partition_key,
-                        "arrival_ms": record.approximate_arrival_timestamp_ms,
-                        "data": base64::engine::general_purpose::STANDARD.encode(&record.data),
-                    })
-                    .to_string()
-                } else {
-                    format!(
-                        "{shard_id}\t{}\t{}\t{}\t{}",
-                        record.sequence_number,
-                        record.approximate_arrival_timestamp_ms,
-                        record.partition_key,
-                        String::from_utf8_lossy(&record.data)
-                    )
-                };
+            for record in &page.records {
+                let line = RecordLine { shard_id, record }.format(json);
                 if !emit(&line)? {
                     // The reader of our output went away (`rheo read | head`): stop quietly.
                     return Ok(ExitCode::SUCCESS);

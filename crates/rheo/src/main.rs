@@ -4,6 +4,7 @@
 mod bench;
 mod client;
 mod config;
+mod consumer;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ enum Command {
     Put(client::PutArgs),
     /// Read records from a stream.
     Read(client::ReadArgs),
+    /// Register, list or deregister enhanced fan-out consumers.
+    Consumer(consumer::ConsumerArgs),
     /// Move a testbed server's clock.
     Clock(client::ClockArgs),
     /// Load-test a running server (start it with --no-limits).
@@ -118,6 +121,7 @@ async fn main() -> ExitCode {
         Command::Stream(args) => client::stream(args).await,
         Command::Put(args) => client::put(args).await,
         Command::Read(args) => client::read(args).await,
+        Command::Consumer(args) => consumer::consumer(args).await,
         Command::Clock(args) => client::clock(args).await,
         Command::Bench(args) => bench::run(args).await,
     };

@@ -141,6 +141,33 @@ fn operator_commands_against_a_real_server() {
             .is_empty()
     );
 
+    // Pushed to a registered consumer, the same records arrive.
+    let arn = server.ok(&["consumer", "register", "--stream", "events", "audit"], "");
+    assert!(
+        arn.starts_with("arn:aws:kinesis:us-east-1:000000000000:stream/events/consumer/audit:"),
+        "{arn}"
+    );
+    let listed = server.ok(&["consumer", "list", "--stream", "events"], "");
+    assert!(listed.starts_with("audit\tACTIVE\tarn:"), "{listed}");
+    let pushed = server.ok(&["read", "--stream", "events", "--consumer", "audit"], "");
+    let mut pushed: Vec<&str> = pushed.lines().collect();
+    let mut polled: Vec<&str> = read.lines().collect();
+    pushed.sort_unstable();
+    polled.sort_unstable();
+    assert_eq!(
+        pushed, polled,
+        "SubscribeToShard delivers what GetRecords reads"
+    );
+    let in_use = server.run(&["stream", "delete", "events"], "");
+    assert!(String::from_utf8_lossy(&in_use.stderr).contains("ResourceInUseException"));
+    assert_eq!(
+        server.ok(
+            &["consumer", "deregister", "--stream", "events", "audit"],
+            ""
+        ),
+        "deregistered audit\n"
+    );
+
     let missing = server.run(&["read", "--stream", "nope"], "");
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFoundException"));
