@@ -163,22 +163,30 @@ pub(crate) struct PendingAppend {
 struct QueueState {
     pending: VecDeque<PendingAppend>,
     leader_active: bool,
+    /// Set by [`CommitQueue::close`]: no append is queued any more.
+    closed: bool,
 }
 
 /// The queue of appends waiting for a leader.
 #[derive(Debug, Default)]
 pub(crate) struct CommitQueue {
     state: Mutex<QueueState>,
+    /// Signalled when the last queued group is done (for [`CommitQueue::close`]).
+    idle: Condvar,
 }
 
 impl CommitQueue {
     /// Queues `batch` and blocks until either its result is known (`Done`) or the caller must
     /// lead the next group (`Lead`), in which case it must call [`CommitQueue::take_group`] and
     /// later [`CommitQueue::finish_group`].
-    pub(crate) fn enqueue(&self, batch: EncodedBatch) -> (Arc<Slot>, Wake) {
+    /// `None` if the queue is closed.
+    pub(crate) fn enqueue(&self, batch: EncodedBatch) -> Option<(Arc<Slot>, Wake)> {
         let slot = Slot::new(None);
         let lead = {
             let mut state = lock(&self.state);
+            if state.closed {
+                return None;
+            }
             state.pending.push_back(PendingAppend {
                 batch,
                 slot: slot.clone(),
@@ -186,19 +194,43 @@ impl CommitQueue {
             !std::mem::replace(&mut state.leader_active, true)
         };
         if lead {
-            return (slot, Wake::Lead);
+            return Some((slot, Wake::Lead));
         }
         let wake = slot.wait();
-        (slot, wake)
+        Some((slot, wake))
     }
 
     /// Queues `batch` with a callback and returns at once: `Some(turn)` if the caller must lead
     /// the next group now (its own `Done` arrives through the callback while it leads).
-    pub(crate) fn submit(&self, batch: EncodedBatch, callback: Callback) -> Option<LeaderTurn> {
+    /// `Err(())` if the queue is closed (the callback is dropped uncalled).
+    pub(crate) fn submit(
+        &self,
+        batch: EncodedBatch,
+        callback: Callback,
+    ) -> std::result::Result<Option<LeaderTurn>, ()> {
         let slot = Slot::new(Some(callback));
         let mut state = lock(&self.state);
+        if state.closed {
+            return Err(());
+        }
         state.pending.push_back(PendingAppend { batch, slot });
-        (!std::mem::replace(&mut state.leader_active, true)).then_some(LeaderTurn(()))
+        Ok((!std::mem::replace(&mut state.leader_active, true)).then_some(LeaderTurn(())))
+    }
+
+    /// Refuses every later append, then waits until the appends already queued are done.
+    pub(crate) fn close(&self) {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        while state.leader_active || !state.pending.is_empty() {
+            state = self
+                .idle
+                .wait(state)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        lock(&self.state).closed
     }
 
     /// Takes the next group: the front append (the leader's own) and those behind it up to
@@ -226,6 +258,7 @@ impl CommitQueue {
                 Some(next) => Some(next.slot.clone()),
                 None => {
                     state.leader_active = false;
+                    self.idle.notify_all();
                     None
                 }
             }

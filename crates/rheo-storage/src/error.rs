@@ -34,6 +34,13 @@ pub enum Error {
         cause: String,
     },
 
+    /// The log was closed for writes ([`crate::ShardLog::close_writes`]); it stays readable.
+    #[error("log {} is closed for writes", path.display())]
+    Closed {
+        /// The log directory.
+        path: PathBuf,
+    },
+
     /// Another process (or another open handle) holds the log's lock file.
     #[error("log {} is already open (its LOCK file is held)", path.display())]
     Locked {

@@ -230,7 +230,7 @@ impl ShardLog {
     pub fn append(&self, records: &[RecordInput<'_>]) -> Result<Appended> {
         self.check_poisoned()?;
         let encoded = batch::encode(records, &self.config)?;
-        let (slot, wake) = self.queue.enqueue(encoded);
+        let (slot, wake) = self.queue.enqueue(encoded).ok_or_else(|| self.closed_error())?;
         match wake {
             Wake::Done(result) => result,
             Wake::Lead => {
@@ -252,7 +252,36 @@ impl ShardLog {
     ) -> Result<Option<LeaderTurn>> {
         self.check_poisoned()?;
         let encoded = batch::encode(records, &self.config)?;
-        Ok(self.queue.submit(encoded, on_completion))
+        self.queue
+            .submit(encoded, on_completion)
+            .map_err(|()| self.closed_error())
+    }
+
+    fn closed_error(&self) -> Error {
+        Error::Closed {
+            path: self.dir.clone(),
+        }
+    }
+
+    /// Closes the log for writes, for good (resharding closes a parent shard this way): later
+    /// appends fail with [`Error::Closed`]; appends already queued are committed first; then
+    /// everything is made durable whatever the policy. Returns the sequence number after the
+    /// last record, which no record will ever have. Reads are unaffected. The closed state is
+    /// not stored in the log: after a reopen, [`ShardLog::mark_closed`] restores it.
+    pub fn close_writes(&self) -> Result<u64> {
+        self.queue.close();
+        self.sync()?;
+        Ok(self.view().next_seq)
+    }
+
+    /// Refuses later appends without waiting (for a log reopened after it was closed).
+    pub fn mark_closed(&self) {
+        self.queue.close();
+    }
+
+    /// True once [`ShardLog::close_writes`] or [`ShardLog::mark_closed`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
     }
 
     /// Writes the next group of queued appends (one write, one fdatasync under `Sync`) and
@@ -673,6 +702,7 @@ fn replicate(error: &Error) -> Error {
             reason: reason.clone(),
         },
         Error::Locked { path } => Error::Locked { path: path.clone() },
+        Error::Closed { path } => Error::Closed { path: path.clone() },
         Error::InvalidArgument(message) => Error::InvalidArgument(message.clone()),
     }
 }

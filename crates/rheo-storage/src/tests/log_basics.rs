@@ -524,3 +524,52 @@ fn the_tip_watch_announces_each_commit_once_it_is_readable() {
         "a roll adds no records and wakes no one"
     );
 }
+
+#[test]
+fn closing_for_writes_commits_what_is_queued_and_refuses_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let log = Arc::new(open_std(dir.path(), small_config(), &clock));
+    // Writers race the close: every append either succeeds (and is below the end) or is
+    // refused with Closed; none lands after the end.
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut stored = Vec::new();
+                for i in 0..200 {
+                    match log.append(&[RecordInput {
+                        partition_key: b"k",
+                        explicit_hash_key: None,
+                        data: format!("{w}-{i}").as_bytes(),
+                    }]) {
+                        Ok(appended) => stored.push(appended.first_sequence),
+                        Err(Error::Closed { .. }) => return stored,
+                        Err(other) => panic!("unexpected {other}"),
+                    }
+                }
+                stored
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(5));
+    let end = log.close_writes().unwrap();
+    assert!(log.is_closed());
+    let stored: Vec<u64> = writers
+        .into_iter()
+        .flat_map(|writer| writer.join().unwrap())
+        .collect();
+    assert!(stored.iter().all(|&seq| seq < end), "nothing after the end");
+    assert_eq!(stored.len() as u64, end, "every acknowledged record is below the end");
+    assert_eq!(log.tip().next_sequence, end);
+    assert_eq!(read_all(&log).len() as u64, end, "still readable");
+    let refused = log.submit(
+        &[RecordInput {
+            partition_key: b"k",
+            explicit_hash_key: None,
+            data: b"late",
+        }],
+        Box::new(|_| panic!("a refused submit is never called back")),
+    );
+    assert!(matches!(refused, Err(Error::Closed { .. })));
+}
