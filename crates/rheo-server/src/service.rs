@@ -204,4 +204,32 @@ impl Kinesis for KinesisService {
         );
         Ok(Response::new(Box::pin(events)))
     }
+
+    async fn split_shard(
+        &self,
+        request: Request<pb::SplitShardRequest>,
+    ) -> Reply<pb::SplitShardResponse> {
+        reply(shards::split_shard(&self.store, request.into_inner()).await)
+    }
+
+    async fn merge_shards(
+        &self,
+        request: Request<pb::MergeShardsRequest>,
+    ) -> Reply<pb::MergeShardsResponse> {
+        reply(shards::merge_shards(&self.store, request.into_inner()).await)
+    }
+
+    async fn update_shard_count(
+        &self,
+        request: Request<pb::UpdateShardCountRequest>,
+    ) -> Reply<pb::UpdateShardCountResponse> {
+        reply(shards::update_shard_count(&self.store, request.into_inner()).await)
+    }
+
+    async fn update_stream_mode(
+        &self,
+        request: Request<pb::UpdateStreamModeRequest>,
+    ) -> Reply<pb::UpdateStreamModeResponse> {
+        reply(shards::update_stream_mode(&self.store, request.into_inner()).await)
+    }
 }

@@ -59,6 +59,9 @@ pub struct StoreConfig {
     pub account_id: String,
     /// Enhanced fan-out: consumers and SubscribeToShard sessions.
     pub fan_out: FanOutConfig,
+    /// How long a stream stays UPDATING before a reshard takes effect. Default: 0 (the reshard
+    /// is done when the call returns); a testbed can imitate Kinesis's asynchronous reshards.
+    pub reshard_delay: Duration,
 }
 
 /// Enhanced fan-out settings, with Kinesis's values as defaults.
@@ -116,6 +119,7 @@ impl Default for StoreConfig {
             region: "us-east-1".to_string(),
             account_id: "000000000000".to_string(),
             fan_out: FanOutConfig::default(),
+            reshard_delay: Duration::ZERO,
         }
     }
 }

@@ -248,15 +248,8 @@ impl Store {
         } else {
             self.open_next_token(next_token, &scope)?
         };
+        self.check_created(&stream, stream_created_ms)?;
         let meta = lock(&stream.meta);
-        if let Some(created) = stream_created_ms
-            && created != meta.created_ms
-        {
-            return Err(StreamsError::ResourceNotFound(format!(
-                "Stream {stream_name} under account {} created at {created} not found: the stream of that name was created at {}",
-                self.inner.config.account_id, meta.created_ms
-            )));
-        }
         let mut consumers: Vec<ConsumerInfo> = meta
             .consumers
             .iter()

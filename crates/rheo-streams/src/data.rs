@@ -6,7 +6,9 @@ use rheo_storage::{Callback, Completion, Position, Record, RecordInput};
 
 use crate::error::{Result, StreamsError};
 use crate::hashing::{hash_partition_key, parse_explicit_hash_key};
-use crate::model::{IteratorStart, PutEntry, PutOutcome, RecordOut, RecordsPage, format_time};
+use crate::model::{
+    IteratorStart, PutEntry, PutOutcome, RecordOut, RecordsPage, ShardInfo, format_time,
+};
 use crate::seqnum::SequenceNumber;
 use crate::store::{Shard, Store, Stream};
 use crate::token::ShardIterator;
@@ -125,23 +127,31 @@ impl Store {
                 "Records size exceeds {MAX_PUT_RECORDS_BYTES} bytes: the request carries {total} bytes of data and partition keys"
             )));
         }
-        let mut routed = Vec::with_capacity(entries.len());
+        let mut validated = Vec::with_capacity(entries.len());
         for (index, entry) in entries.into_iter().enumerate() {
             let hash_key = validate_entry(&stream, &entry, index)?;
             let hash = hash_key.unwrap_or_else(|| hash_partition_key(&entry.partition_key));
-            routed.push(Routed {
-                shard: stream.route(hash).clone(),
+            validated.push((entry, hash_key, hash));
+        }
+        // Routed and queued under the reshard gate: each record goes to a shard that is open
+        // until its batch is queued, and a reshard closes a parent only after that.
+        let gate = stream.gate.read().await;
+        let topology = stream.topology();
+        let routed: Vec<Routed> = validated
+            .into_iter()
+            .map(|(entry, hash_key, hash)| Routed {
+                shard: topology.route(hash).clone(),
                 entry,
                 hash_key,
-            });
-        }
+            })
+            .collect();
 
         let mut outcomes: Vec<Option<PutOutcome>> = vec![None; routed.len()];
         // Group admitted records by shard, keeping request order within each shard.
         let mut by_shard: Vec<(Arc<Shard>, Vec<usize>)> = Vec::new();
         for (index, record) in routed.iter().enumerate() {
             let size = (record.entry.partition_key.len() + record.entry.data.len()) as u64;
-            if record.shard.limited && !record.shard.limiter.admit_write(1, size) {
+            if !record.shard.limiter().admit_write(1, size) {
                 outcomes[index] = Some(PutOutcome::Failed {
                     error_code: "ProvisionedThroughputExceededException".into(),
                     error_message: format!(
@@ -166,6 +176,7 @@ impl Store {
                 append_without_blocking(shard.clone(), routed.clone(), indexes.clone()).await;
             pending.push((shard, indexes, waiting));
         }
+        drop(gate);
         for (shard, indexes, waiting) in pending {
             let result = match waiting {
                 Ok(receiver) => match receiver.await {
@@ -324,15 +335,20 @@ impl Store {
                 decoded.stream
             )));
         }
-        let shard = stream
-            .shards
-            .iter()
-            .find(|shard| shard.index == decoded.shard_index)
+        let topology = stream.topology();
+        let shard = topology
+            .by_index(decoded.shard_index)
             .cloned()
-            .ok_or_else(|| StreamsError::InvalidArgument("Invalid ShardIterator.".into()))?;
-        let limits_on = self.inner.config.limits.enabled;
-        if limits_on
-            && (!shard.limiter.read_bytes.has_credit() || !shard.limiter.read_calls.try_take(1))
+            .ok_or_else(|| {
+                StreamsError::ResourceNotFound(format!(
+                    "Shard {} in stream {} under account {} has expired: its data is past retention",
+                    crate::store::shard_id(decoded.shard_index),
+                    stream.name,
+                    self.inner.config.account_id
+                ))
+            })?;
+        let limiter = shard.limiter();
+        if limiter.enabled && (!limiter.read_bytes.has_credit() || !limiter.read_calls.try_take(1))
         {
             return Err(StreamsError::ProvisionedThroughputExceeded(format!(
                 "Rate exceeded for Shard - {}/{}/{}",
@@ -346,14 +362,21 @@ impl Store {
                 .await
                 .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))??;
         let bytes: usize = outcome.records.iter().map(|record| record.size()).sum();
-        if limits_on {
-            shard.limiter.read_bytes.charge(bytes as u64);
+        if limiter.enabled {
+            limiter.read_bytes.charge(bytes as u64);
         }
+        // At the end of a closed shard: no next iterator, and the children to read next.
+        let ended = shard.ended_at(outcome.next_sequence);
         Ok(RecordsPage {
             records: records_out(shard.index, outcome.records),
-            next_shard_iterator: Some(self.iterator_for(&stream, &shard, outcome.next_sequence)),
+            next_shard_iterator: (!ended)
+                .then(|| self.iterator_for(&stream, &shard, outcome.next_sequence)),
             millis_behind_latest: outcome.millis_behind_latest,
-            child_shards: Vec::new(),
+            child_shards: if ended {
+                child_shards(&topology, shard.index)
+            } else {
+                Vec::new()
+            },
         })
     }
 }
@@ -372,5 +395,14 @@ pub(crate) fn records_out(shard_index: u32, records: Vec<Record>) -> Vec<RecordO
             data: record.data,
             partition_key: String::from_utf8_lossy(&record.partition_key).into_owned(),
         })
+        .collect()
+}
+
+/// The children of shard `index`, as GetRecords and SubscribeToShard report them at its end.
+pub(crate) fn child_shards(topology: &crate::store::Topology, index: u32) -> Vec<ShardInfo> {
+    topology
+        .children_of(index)
+        .into_iter()
+        .map(|child| Store::shard_info(child))
         .collect()
 }

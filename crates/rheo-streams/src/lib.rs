@@ -15,6 +15,7 @@ mod hashing;
 mod limits;
 mod meta;
 mod model;
+mod reshard;
 mod seqnum;
 mod store;
 mod subscribe;

@@ -32,6 +32,28 @@ pub(crate) struct ShardMeta {
     pub(crate) starting_hash_key: String,
     pub(crate) ending_hash_key: String,
     pub(crate) created_ms: i64,
+    /// For a child of a split or merge: the parent's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) parent: Option<u32>,
+    /// For a child of a merge: the other parent's index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) adjacent_parent: Option<u32>,
+    /// Set when a reshard closed the shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) closed: Option<ShardClosed>,
+    /// Set once a closed shard's data is all past retention: it is no longer listed and its
+    /// log is deleted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) expired: bool,
+}
+
+/// How a shard was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ShardClosed {
+    /// The engine sequence number after its last record (no record has it).
+    pub(crate) end: u64,
+    /// When, ms since the epoch.
+    pub(crate) closed_ms: i64,
 }
 
 /// A stream as stored.
@@ -56,6 +78,12 @@ pub(crate) struct StreamMeta {
     /// registered again gets a later one, so its new ARN never equals the old.
     #[serde(default)]
     pub(crate) retired_consumers: BTreeMap<String, i64>,
+    /// When UpdateShardCount ran in the last 24 hours (at most 10 per 24 hours).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) scalings_ms: Vec<i64>,
+    /// When UpdateStreamMode ran in the last 24 hours (at most 2 per 24 hours).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) mode_changes_ms: Vec<i64>,
 }
 
 /// An enhanced fan-out consumer as stored.
@@ -147,6 +175,13 @@ mod tests {
                 starting_hash_key: "0".into(),
                 ending_hash_key: u128::MAX.to_string(),
                 created_ms: 1,
+                parent: None,
+                adjacent_parent: None,
+                closed: Some(ShardClosed {
+                    end: 9,
+                    closed_ms: 2,
+                }),
+                expired: false,
             }],
             limits: Default::default(),
             consumers: vec![ConsumerMeta {
@@ -155,6 +190,8 @@ mod tests {
                 arn_secs: 1,
             }],
             retired_consumers: BTreeMap::from([("old".into(), 0)]),
+            scalings_ms: vec![3],
+            mode_changes_ms: Vec::new(),
         }
     }
 

@@ -19,6 +19,18 @@ pub enum StreamStatus {
     Deleting,
 }
 
+impl StreamStatus {
+    /// The Kinesis name: CREATING, ACTIVE, UPDATING or DELETING.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamStatus::Creating => "CREATING",
+            StreamStatus::Active => "ACTIVE",
+            StreamStatus::Updating => "UPDATING",
+            StreamStatus::Deleting => "DELETING",
+        }
+    }
+}
+
 /// CreateStream input.
 #[derive(Debug, Clone, Default)]
 pub struct CreateStream {

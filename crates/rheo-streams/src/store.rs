@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use rheo_storage::io::StdFs;
 use rheo_storage::{Clock, LogConfig, ShardLog};
 
+use crate::config::ShardLimits;
 use crate::config::StoreConfig;
 use crate::error::{Result, StreamsError};
 use crate::hashing::initial_ranges;
 use crate::limits::ShardLimiter;
-use crate::meta::{self, ShardMeta, StreamMeta, StreamMode};
+use crate::meta::{self, ShardClosed, ShardMeta, StreamMeta, StreamMode};
 use crate::model::{
     CreateStream, Limits, ShardFilter, ShardInfo, StreamInfo, StreamPage, StreamStatus,
 };
@@ -24,18 +25,101 @@ const TRASH_DIR: &str = "trash";
 const KEY_FILE: &str = "token.key";
 const MAX_TAGS: usize = 50;
 const MAX_RETENTION_HOURS: i64 = 8760;
+/// An on-demand stream's limits, in provisioned shards' worth (Kinesis starts one at 4 MB/s in
+/// and 8 MB/s out).
+const ON_DEMAND_SHARD_UNITS: u64 = 4;
 
-/// One shard: its place in the key space and its log.
+/// One shard: its place in the key space, its lineage and its log.
 #[derive(Debug)]
 pub(crate) struct Shard {
     pub(crate) index: u32,
     pub(crate) id: String,
     pub(crate) starting_hash_key: u128,
     pub(crate) ending_hash_key: u128,
+    /// For a child of a split or merge: the parent's index.
+    pub(crate) parent: Option<u32>,
+    /// For a child of a merge: the other parent's index.
+    pub(crate) adjacent_parent: Option<u32>,
     pub(crate) log: Arc<ShardLog>,
-    pub(crate) limiter: ShardLimiter,
-    /// Whether this shard's stream applies limits at all.
-    pub(crate) limited: bool,
+    /// Its throughput limits (one limiter is shared by every shard of an on-demand stream);
+    /// replaced when the stream's mode changes.
+    limiter: RwLock<Arc<ShardLimiter>>,
+    /// Set once a reshard closed the shard; push sessions wait on it as on the log's tip.
+    pub(crate) closed: tokio::sync::watch::Sender<Option<ShardClosed>>,
+}
+
+impl Shard {
+    pub(crate) fn limiter(&self) -> Arc<ShardLimiter> {
+        self.limiter
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_limiter(&self, limiter: Arc<ShardLimiter>) {
+        *self
+            .limiter
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = limiter;
+    }
+
+    pub(crate) fn closed(&self) -> Option<ShardClosed> {
+        *self.closed.borrow()
+    }
+
+    /// True when `position` is past the last record of a closed shard.
+    pub(crate) fn ended_at(&self, position: u64) -> bool {
+        self.closed().is_some() && position >= self.log.tip().next_sequence
+    }
+}
+
+/// A stream's shards at one moment: replaced whole by a reshard.
+#[derive(Debug, Default)]
+pub(crate) struct Topology {
+    /// Every shard not expired, by index.
+    pub(crate) shards: Vec<Arc<Shard>>,
+    /// The open shards, by hash-key range: together they cover the key space exactly.
+    pub(crate) open: Vec<Arc<Shard>>,
+}
+
+impl Topology {
+    pub(crate) fn new(mut shards: Vec<Arc<Shard>>) -> Topology {
+        shards.sort_by_key(|shard| shard.index);
+        let mut open: Vec<Arc<Shard>> = shards
+            .iter()
+            .filter(|shard| shard.closed().is_none())
+            .cloned()
+            .collect();
+        open.sort_by_key(|shard| shard.starting_hash_key);
+        Topology { shards, open }
+    }
+
+    /// The open shard whose hash-key range holds `hash`.
+    pub(crate) fn route(&self, hash: u128) -> &Arc<Shard> {
+        let at = self
+            .open
+            .partition_point(|shard| shard.ending_hash_key < hash);
+        &self.open[at.min(self.open.len() - 1)]
+    }
+
+    pub(crate) fn shard(&self, shard_id: &str) -> Option<&Arc<Shard>> {
+        self.shards.iter().find(|shard| shard.id == shard_id)
+    }
+
+    pub(crate) fn by_index(&self, index: u32) -> Option<&Arc<Shard>> {
+        self.shards
+            .binary_search_by_key(&index, |shard| shard.index)
+            .ok()
+            .map(|at| &self.shards[at])
+    }
+
+    /// The shards a reshard made from `index`.
+    pub(crate) fn children_of(&self, index: u32) -> Vec<&Arc<Shard>> {
+        self.shards
+            .iter()
+            .filter(|shard| shard.parent == Some(index) || shard.adjacent_parent == Some(index))
+            .collect()
+    }
 }
 
 /// One stream.
@@ -46,7 +130,11 @@ pub(crate) struct Stream {
     pub(crate) dir: PathBuf,
     pub(crate) meta: Mutex<StreamMeta>,
     pub(crate) status: Mutex<StreamStatus>,
-    pub(crate) shards: Vec<Arc<Shard>>,
+    topology: RwLock<Arc<Topology>>,
+    /// Puts hold it shared while they route and queue records; a reshard holds it exclusively
+    /// while it closes parents and switches the topology, so a record goes either to a parent
+    /// before its end or to a child.
+    pub(crate) gate: tokio::sync::RwLock<()>,
     /// Live SubscribeToShard sessions, for the 5-second rule and to end them.
     pub(crate) sessions: Mutex<crate::subscribe::Sessions>,
 }
@@ -56,16 +144,18 @@ impl Stream {
         lock(&self.meta).max_record_kib as usize * 1024
     }
 
-    /// The open shard whose hash-key range holds `hash`.
-    pub(crate) fn route(&self, hash: u128) -> &Arc<Shard> {
-        let at = self
-            .shards
-            .partition_point(|shard| shard.ending_hash_key < hash);
-        &self.shards[at.min(self.shards.len() - 1)]
+    pub(crate) fn topology(&self) -> Arc<Topology> {
+        self.topology
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
     }
 
-    pub(crate) fn shard(&self, shard_id: &str) -> Option<&Arc<Shard>> {
-        self.shards.iter().find(|shard| shard.id == shard_id)
+    pub(crate) fn set_topology(&self, topology: Topology) {
+        *self
+            .topology
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Arc::new(topology);
     }
 }
 
@@ -82,6 +172,9 @@ pub(crate) struct Inner {
     pub(crate) control: tokio::sync::Mutex<()>,
     /// Bumped when the testbed clock jumps, so waiting subscriptions re-check their timers.
     pub(crate) clock_moved: tokio::sync::watch::Sender<u64>,
+    /// The reshard step after which tests make a reshard stop as if the process died.
+    #[cfg(test)]
+    pub(crate) crash_at: Mutex<Option<&'static str>>,
 }
 
 /// The Kinesis model over a data directory. Cheap to clone; every front end shares one.
@@ -121,7 +214,7 @@ pub fn validate_stream_name(name: &str) -> Result<()> {
     )))
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
     tokio::task::spawn_blocking(work)
@@ -146,6 +239,8 @@ impl Store {
                 streams: RwLock::new(streams),
                 control: tokio::sync::Mutex::new(()),
                 clock_moved: tokio::sync::watch::Sender::new(0),
+                #[cfg(test)]
+                crash_at: Mutex::new(None),
             }),
         })
     }
@@ -213,12 +308,25 @@ impl Store {
     }
 
     pub(crate) fn find_shard(&self, stream: &Stream, shard_id: &str) -> Result<Arc<Shard>> {
-        stream.shard(shard_id).cloned().ok_or_else(|| {
+        stream.topology().shard(shard_id).cloned().ok_or_else(|| {
             StreamsError::ResourceNotFound(format!(
                 "Shard {shard_id} in stream {} under account {} does not exist",
                 stream.name, self.inner.config.account_id
             ))
         })
+    }
+
+    /// Checks a request's StreamCreationTimestamp, which tells a re-created stream from an
+    /// earlier one of the same name.
+    pub(crate) fn check_created(&self, stream: &Stream, created_ms: Option<i64>) -> Result<()> {
+        let actual = lock(&stream.meta).created_ms;
+        match created_ms {
+            Some(created) if created != actual => Err(StreamsError::ResourceNotFound(format!(
+                "Stream {} under account {} created at {created} not found: the stream of that name was created at {actual}",
+                stream.name, self.inner.config.account_id
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn stream(&self, name: &str) -> Result<Arc<Stream>> {
@@ -330,6 +438,8 @@ impl Store {
             limits: request.limits,
             consumers: Vec::new(),
             retired_consumers: BTreeMap::new(),
+            scalings_ms: Vec::new(),
+            mode_changes_ms: Vec::new(),
             shards: initial_ranges(shard_count)
                 .into_iter()
                 .enumerate()
@@ -338,6 +448,10 @@ impl Store {
                     starting_hash_key: start.to_string(),
                     ending_hash_key: end.to_string(),
                     created_ms: now,
+                    parent: None,
+                    adjacent_parent: None,
+                    closed: None,
+                    expired: false,
                 })
                 .collect(),
         };
@@ -369,37 +483,10 @@ impl Store {
     }
 
     fn open_stream(&self, dir: PathBuf, meta: StreamMeta) -> Result<Stream> {
-        let log_config = self.log_config(meta.retention_hours, meta.max_record_kib);
-        let limits = meta.limits.apply(&self.inner.config.limits);
+        let limiters = self.limiters(&meta);
         let mut shards = Vec::with_capacity(meta.shards.len());
-        for shard in &meta.shards {
-            let id = shard_id(shard.index);
-            let log = ShardLog::open(
-                Arc::new(StdFs),
-                dir.join(&id),
-                log_config.clone(),
-                self.inner.clock.clone(),
-                // Engine sequence 0 stays free: it is the shard's StartingSequenceNumber, which
-                // sorts before every record, so AFTER_SEQUENCE_NUMBER of it reads from the start.
-                1,
-            )?;
-            let parse = |text: &str| {
-                text.parse::<u128>().map_err(|_| {
-                    StreamsError::Internal(format!(
-                        "corrupt stream metadata in {}: bad hash key {text}",
-                        dir.display()
-                    ))
-                })
-            };
-            shards.push(Arc::new(Shard {
-                index: shard.index,
-                id,
-                starting_hash_key: parse(&shard.starting_hash_key)?,
-                ending_hash_key: parse(&shard.ending_hash_key)?,
-                log: Arc::new(log),
-                limiter: ShardLimiter::new(&limits),
-                limited: limits.enabled,
-            }));
+        for shard in meta.shards.iter().filter(|shard| !shard.expired) {
+            shards.push(self.open_shard(&dir, &meta, shard, limiters(shard.index))?);
         }
         Ok(Stream {
             name: meta.name.clone(),
@@ -407,9 +494,71 @@ impl Store {
             dir,
             meta: Mutex::new(meta),
             status: Mutex::new(StreamStatus::Creating),
-            shards,
+            topology: RwLock::new(Arc::new(Topology::new(shards))),
+            gate: tokio::sync::RwLock::new(()),
             sessions: Mutex::new(crate::subscribe::Sessions::default()),
         })
+    }
+
+    /// The limiter of each shard of a stream: its own for a provisioned stream, one shared by
+    /// all shards of an on-demand stream (stream-level limits: four shards' worth).
+    pub(crate) fn limiters(&self, meta: &StreamMeta) -> impl Fn(u32) -> Arc<ShardLimiter> + use<> {
+        let limits = meta.limits.apply(&self.inner.config.limits);
+        let shared = (meta.mode == StreamMode::OnDemand).then(|| {
+            Arc::new(ShardLimiter::new(&ShardLimits {
+                write_bytes_per_sec: limits.write_bytes_per_sec * ON_DEMAND_SHARD_UNITS,
+                write_records_per_sec: limits.write_records_per_sec * ON_DEMAND_SHARD_UNITS,
+                read_bytes_per_sec: limits.read_bytes_per_sec * ON_DEMAND_SHARD_UNITS,
+                read_calls_per_sec: limits.read_calls_per_sec * ON_DEMAND_SHARD_UNITS,
+                ..limits.clone()
+            }))
+        });
+        move |_index| match &shared {
+            Some(shared) => shared.clone(),
+            None => Arc::new(ShardLimiter::new(&limits)),
+        }
+    }
+
+    /// Opens (creating if needed) the log of shard `shard` of the stream in `dir`.
+    pub(crate) fn open_shard(
+        &self,
+        dir: &Path,
+        meta: &StreamMeta,
+        shard: &ShardMeta,
+        limiter: Arc<ShardLimiter>,
+    ) -> Result<Arc<Shard>> {
+        let id = shard_id(shard.index);
+        let log = ShardLog::open(
+            Arc::new(StdFs),
+            dir.join(&id),
+            self.log_config(meta.retention_hours, meta.max_record_kib),
+            self.inner.clock.clone(),
+            // Engine sequence 0 stays free: it is the shard's StartingSequenceNumber, which
+            // sorts before every record, so AFTER_SEQUENCE_NUMBER of it reads from the start.
+            1,
+        )?;
+        if shard.closed.is_some() {
+            log.mark_closed();
+        }
+        let parse = |text: &str| {
+            text.parse::<u128>().map_err(|_| {
+                StreamsError::Internal(format!(
+                    "corrupt stream metadata in {}: bad hash key {text}",
+                    dir.display()
+                ))
+            })
+        };
+        Ok(Arc::new(Shard {
+            index: shard.index,
+            id,
+            starting_hash_key: parse(&shard.starting_hash_key)?,
+            ending_hash_key: parse(&shard.ending_hash_key)?,
+            parent: shard.parent,
+            adjacent_parent: shard.adjacent_parent,
+            log: Arc::new(log),
+            limiter: RwLock::new(limiter),
+            closed: tokio::sync::watch::Sender::new(shard.closed),
+        }))
     }
 
     /// DeleteStream: the stream disappears at once; its files are removed in the background.
@@ -459,7 +608,7 @@ impl Store {
             mode: meta.mode,
             retention_hours: meta.retention_hours,
             created_ms: meta.created_ms,
-            open_shard_count: stream.shards.len() as u32,
+            open_shard_count: stream.topology().open.len() as u32,
             consumer_count: meta.consumers.len() as u32,
             max_record_size_kib: meta.max_record_kib,
         }
@@ -521,23 +670,30 @@ impl Store {
         Ok(self.info(&*self.stream(name)?))
     }
 
-    fn shard_info(shard: &Shard) -> ShardInfo {
+    pub(crate) fn shard_info(shard: &Shard) -> ShardInfo {
+        let number = |engine_sequence| {
+            SequenceNumber {
+                shard_index: shard.index,
+                engine_sequence,
+            }
+            .to_string()
+        };
         ShardInfo {
             shard_id: shard.id.clone(),
-            parent_shard_id: None,
-            adjacent_parent_shard_id: None,
+            parent_shard_id: shard.parent.map(shard_id),
+            adjacent_parent_shard_id: shard.adjacent_parent.map(shard_id),
             starting_hash_key: shard.starting_hash_key,
             ending_hash_key: shard.ending_hash_key,
-            starting_sequence_number: SequenceNumber {
-                shard_index: shard.index,
-                engine_sequence: 0,
-            }
-            .to_string(),
-            ending_sequence_number: None,
+            starting_sequence_number: number(0),
+            // The last sequence number the shard can hold: the one before its end.
+            ending_sequence_number: shard
+                .closed()
+                .map(|closed| number(closed.end.saturating_sub(1))),
         }
     }
 
-    /// DescribeStream: the description and a page of shards after `exclusive_start_shard_id`.
+    /// DescribeStream: the description and a page of shards (open and closed, not expired)
+    /// after `exclusive_start_shard_id`.
     pub fn describe_stream(
         &self,
         name: &str,
@@ -547,6 +703,7 @@ impl Store {
         let limit = page_size(limit, "limit", 10_000, 100, 100)?;
         let stream = self.stream(name)?;
         let mut shards: Vec<ShardInfo> = stream
+            .topology()
             .shards
             .iter()
             .filter(|shard| {
@@ -560,8 +717,11 @@ impl Store {
         Ok((self.info(&stream), shards, has_more))
     }
 
-    /// ListShards. Every shard of a stream that has never been resharded is open, so the
-    /// time-based filters all return every shard; AFTER_SHARD_ID skips to after the given id.
+    /// ListShards, with Kinesis's filters: AT_LATEST (open shards), AT_TRIM_HORIZON (the oldest
+    /// shards still kept: those without a kept parent), FROM_TRIM_HORIZON (every kept shard,
+    /// the default), AT_TIMESTAMP (shards open at the time), FROM_TIMESTAMP (those open at the
+    /// time and every later one), AFTER_SHARD_ID (ids after the given one). Expired shards are
+    /// never listed. A time before the stream's creation means its creation.
     pub fn list_shards(
         &self,
         name: &str,
@@ -569,9 +729,10 @@ impl Store {
         exclusive_start_shard_id: &str,
         max_results: Option<i64>,
         filter: ShardFilter,
+        stream_created_ms: Option<i64>,
     ) -> Result<(Vec<ShardInfo>, Option<String>)> {
         let max = page_size(max_results, "maxResults", 10_000, 1000, 10000)?;
-        let (name, after) = if next_token.is_empty() {
+        let (name, after, filter) = if next_token.is_empty() {
             let after = match &filter {
                 ShardFilter::AfterShardId(id) if id.is_empty() => {
                     return Err(StreamsError::InvalidArgument(
@@ -581,13 +742,9 @@ impl Store {
                 ShardFilter::AfterShardId(id) => {
                     id.clone().max(exclusive_start_shard_id.to_string())
                 }
-                ShardFilter::AtTimestamp(_)
-                | ShardFilter::FromTimestamp(_)
-                | ShardFilter::AtTrimHorizon
-                | ShardFilter::FromTrimHorizon
-                | ShardFilter::AtLatest => exclusive_start_shard_id.to_string(),
+                _ => exclusive_start_shard_id.to_string(),
             };
-            (name.to_string(), after)
+            (name.to_string(), after, filter)
         } else {
             if !name.is_empty() {
                 return Err(StreamsError::InvalidArgument(
@@ -596,13 +753,45 @@ impl Store {
             }
             let (scope, after, _) = self.inner.key.decode_next_token(next_token)?;
             self.open_next_token(next_token, &scope)?;
-            (scope, after)
+            // A token continues the listing it came from; its filter is in the scope.
+            let (name, filter) = decode_list_scope(&scope)?;
+            (name, after, filter)
         };
         let stream = self.stream(&name)?;
-        let mut shards: Vec<ShardInfo> = stream
+        self.check_created(&stream, stream_created_ms)?;
+        let created_ms = lock(&stream.meta).created_ms;
+        let topology = stream.topology();
+        let closed_ms = |shard: &Shard| shard.closed().map(|closed| closed.closed_ms);
+        let created = |shard: &Shard| {
+            lock(&stream.meta)
+                .shards
+                .iter()
+                .find(|meta| meta.index == shard.index)
+                .map_or(created_ms, |meta| meta.created_ms)
+        };
+        let keep = |shard: &Shard| -> bool {
+            match &filter {
+                ShardFilter::AtLatest => shard.closed().is_none(),
+                ShardFilter::AtTrimHorizon => [shard.parent, shard.adjacent_parent]
+                    .into_iter()
+                    .flatten()
+                    .all(|parent| topology.by_index(parent).is_none()),
+                ShardFilter::FromTrimHorizon | ShardFilter::AfterShardId(_) => true,
+                ShardFilter::AtTimestamp(at) => {
+                    let at = (*at).max(created_ms);
+                    created(shard) <= at && closed_ms(shard).is_none_or(|closed| closed > at)
+                }
+                ShardFilter::FromTimestamp(at) => {
+                    let at = (*at).max(created_ms);
+                    closed_ms(shard).is_none_or(|closed| closed > at)
+                }
+            }
+        };
+        let mut shards: Vec<ShardInfo> = topology
             .shards
             .iter()
             .filter(|shard| after.is_empty() || shard.id > after)
+            .filter(|shard| keep(shard))
             .take(max + 1)
             .map(|shard| Self::shard_info(shard))
             .collect();
@@ -610,7 +799,11 @@ impl Store {
         shards.truncate(max);
         let next = more.then(|| {
             let last = &shards.last().expect("a full page").shard_id;
-            self.inner.key.encode_next_token(&name, last, self.now_ms())
+            self.inner.key.encode_next_token(
+                &encode_list_scope(&name, &filter),
+                last,
+                self.now_ms(),
+            )
         });
         Ok((shards, next))
     }
@@ -635,7 +828,7 @@ impl Store {
             Ok(())
         })
         .await?;
-        for shard in &stream.shards {
+        for shard in &stream.topology().shards {
             shard
                 .log
                 .set_retention(std::time::Duration::from_secs(u64::from(hours_u32) * 3600))?;
@@ -725,7 +918,7 @@ impl Store {
             shard_limit: self.inner.config.shard_limit,
             open_shard_count: streams
                 .values()
-                .map(|stream| stream.shards.len() as u32)
+                .map(|stream| stream.topology().open.len() as u32)
                 .sum(),
             on_demand_stream_count: streams
                 .values()
@@ -747,13 +940,27 @@ impl Store {
     fn all_logs(&self) -> Vec<Arc<ShardLog>> {
         self.registry()
             .values()
-            .flat_map(|stream| stream.shards.iter().map(|shard| shard.log.clone()))
+            .flat_map(|stream| {
+                stream
+                    .topology()
+                    .shards
+                    .iter()
+                    .map(|shard| shard.log.clone())
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
-    /// Runs retention, age-based rolls and interval fsyncs on every shard log. Call about once
-    /// a second ([`Store::spawn_maintenance`] does).
+    /// Runs retention, age-based rolls and interval fsyncs on every shard log, and expires
+    /// closed shards whose data is all past retention. Call about once a second
+    /// ([`Store::spawn_maintenance`] does).
     pub async fn maintain(&self) {
+        let streams: Vec<Arc<Stream>> = self.registry().values().cloned().collect();
+        for stream in streams {
+            if let Err(error) = self.expire_shards(&stream).await {
+                tracing::error!(stream = %stream.name, %error, "expiring shards failed");
+            }
+        }
         let logs = self.all_logs();
         let _ = blocking(move || {
             for log in logs {
@@ -764,6 +971,55 @@ impl Store {
             Ok(())
         })
         .await;
+    }
+
+    /// Closed shards whose newest record is past retention expire: they are marked in the
+    /// metadata (no longer listed or readable), then their logs are deleted.
+    async fn expire_shards(&self, stream: &Arc<Stream>) -> Result<()> {
+        let retention_ms = i64::from(lock(&stream.meta).retention_hours) * 3_600_000;
+        let now = self.now_ms();
+        let due = |shard: &Shard| {
+            shard
+                .closed()
+                .is_some_and(|closed| now - closed.closed_ms >= retention_ms)
+        };
+        if !stream.topology().shards.iter().any(|shard| due(shard)) {
+            return Ok(());
+        }
+        let _control = self.inner.control.lock().await;
+        let topology = stream.topology();
+        let expired: Vec<u32> = topology
+            .shards
+            .iter()
+            .filter(|shard| due(shard))
+            .map(|shard| shard.index)
+            .collect();
+        let mut updated = lock(&stream.meta).clone();
+        for shard in updated.shards.iter_mut() {
+            shard.expired |= expired.contains(&shard.index);
+        }
+        let dir = stream.dir.clone();
+        let to_write = updated.clone();
+        blocking(move || meta::write(&dir, &to_write)).await?;
+        *lock(&stream.meta) = updated;
+        stream.set_topology(Topology::new(
+            topology
+                .shards
+                .iter()
+                .filter(|shard| !expired.contains(&shard.index))
+                .cloned()
+                .collect(),
+        ));
+        let dir = stream.dir.clone();
+        blocking(move || {
+            for index in expired {
+                let path = dir.join(shard_id(index));
+                std::fs::remove_dir_all(&path).map_err(|error| internal("remove", &path, error))?;
+                tracing::info!(path = %path.display(), "expired shard removed");
+            }
+            meta::sync_dir(&dir)
+        })
+        .await
     }
 
     /// Starts a task that calls [`Store::maintain`] every second until the store is dropped.
@@ -791,6 +1047,32 @@ impl Store {
         })
         .await
     }
+}
+
+/// The scope of a ListShards token: the stream and the filter, so a next page filters alike.
+fn encode_list_scope(name: &str, filter: &ShardFilter) -> String {
+    let filter = match filter {
+        ShardFilter::AfterShardId(_) | ShardFilter::FromTrimHorizon => "from-trim-horizon".into(),
+        ShardFilter::AtTrimHorizon => "at-trim-horizon".into(),
+        ShardFilter::AtLatest => "at-latest".into(),
+        ShardFilter::AtTimestamp(ms) => format!("at-timestamp={ms}"),
+        ShardFilter::FromTimestamp(ms) => format!("from-timestamp={ms}"),
+    };
+    format!("{name}|{filter}")
+}
+
+fn decode_list_scope(scope: &str) -> Result<(String, ShardFilter)> {
+    let bad = || StreamsError::InvalidArgument("Invalid NextToken.".into());
+    let (name, filter) = scope.split_once('|').ok_or_else(bad)?;
+    let filter = match filter.split_once('=') {
+        None if filter == "from-trim-horizon" => ShardFilter::FromTrimHorizon,
+        None if filter == "at-trim-horizon" => ShardFilter::AtTrimHorizon,
+        None if filter == "at-latest" => ShardFilter::AtLatest,
+        Some(("at-timestamp", ms)) => ShardFilter::AtTimestamp(ms.parse().map_err(|_| bad())?),
+        Some(("from-timestamp", ms)) => ShardFilter::FromTimestamp(ms.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    };
+    Ok((name.to_string(), filter))
 }
 
 /// A page size from a request: `default` when absent, refused outside `1..=max_accepted`, and
@@ -861,6 +1143,8 @@ fn load(
             streams: RwLock::new(BTreeMap::new()),
             control: tokio::sync::Mutex::new(()),
             clock_moved: tokio::sync::watch::Sender::new(0),
+            #[cfg(test)]
+            crash_at: Mutex::new(None),
         }),
     };
     let mut streams = BTreeMap::new();
@@ -878,12 +1162,44 @@ fn load(
             std::fs::remove_dir_all(&dir).map_err(|error| internal("remove", &dir, error))?;
             continue;
         };
+        remove_stray_shards(&dir, &meta)?;
         let stream = opener.open_stream(dir, meta)?;
         *lock(&stream.status) = StreamStatus::Active;
         streams.insert(stream.name.clone(), Arc::new(stream));
     }
     tracing::info!(data_dir = %data_dir.display(), streams = streams.len(), "loaded streams");
     Ok((key, streams))
+}
+
+/// Removes shard directories the metadata does not list as kept: children of a reshard that a
+/// crash interrupted before its commit point, and expired shards whose removal was cut short.
+fn remove_stray_shards(dir: &Path, meta: &StreamMeta) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|error| internal("list", dir, error))?;
+    let mut removed = false;
+    for entry in entries {
+        let path = entry.map_err(|error| internal("list", dir, error))?.path();
+        let Some(index) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix("shardId-"))
+            .and_then(|index| index.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let kept = meta
+            .shards
+            .iter()
+            .any(|shard| shard.index == index && !shard.expired);
+        if !kept {
+            tracing::warn!(path = %path.display(), "removing a shard the stream does not keep (an interrupted reshard or expiry)");
+            std::fs::remove_dir_all(&path).map_err(|error| internal("remove", &path, error))?;
+            removed = true;
+        }
+    }
+    if removed {
+        meta::sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 fn load_key(data_dir: &Path) -> Result<TokenKey> {

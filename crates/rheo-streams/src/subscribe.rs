@@ -15,7 +15,7 @@ use rheo_storage::Record;
 use tokio::sync::watch;
 
 use crate::consumers::parse_consumer_arn;
-use crate::data::{MAX_GET_RECORDS, records_out};
+use crate::data::{MAX_GET_RECORDS, child_shards, records_out};
 use crate::error::{Result, StreamsError};
 use crate::limits::Bucket;
 use crate::meta::ConsumerMeta;
@@ -145,6 +145,7 @@ impl Store {
         Ok(Subscription {
             store: self.clone(),
             tip: shard.log.watch_tip(),
+            closed: shard.closed.subscribe(),
             shard,
             consumer_arn: consumer_arn.to_string(),
             position,
@@ -155,7 +156,7 @@ impl Store {
             last_event_ms: None,
             bucket: fan_out.rate_bytes_per_sec.map(Bucket::new),
             done: false,
-            _stream: stream,
+            stream,
         })
     }
 
@@ -198,8 +199,10 @@ pub struct Subscription {
     last_event_ms: Option<i64>,
     bucket: Option<Bucket>,
     done: bool,
+    /// Wakes the session when a reshard closes its shard.
+    closed: watch::Receiver<Option<crate::meta::ShardClosed>>,
     /// Keeps the stream (and so the session registry) alive while the session runs.
-    _stream: Arc<Stream>,
+    stream: Arc<Stream>,
 }
 
 impl Subscription {
@@ -247,6 +250,16 @@ impl Subscription {
                 };
                 return Some(self.read_event(now, tip, max_bytes.max(1)).await);
             }
+            if self.shard.ended_at(self.position) {
+                // Every record of the closed shard was delivered: name its children and end.
+                self.done = true;
+                return Some(Ok(SubscribeEvent {
+                    records: Vec::new(),
+                    continuation_sequence_number: None,
+                    millis_behind_latest: 0,
+                    child_shards: child_shards(&self.stream.topology(), self.shard.index),
+                }));
+            }
             let heartbeat_due = self.last_event_ms.map_or(now, |last| last + heartbeat_ms);
             if now >= heartbeat_due {
                 self.last_event_ms = Some(now);
@@ -255,6 +268,7 @@ impl Subscription {
             let wait = Duration::from_millis((heartbeat_due.min(expires_ms) - now) as u64);
             tokio::select! {
                 _ = self.tip.changed() => {}
+                _ = self.closed.changed() => {}
                 changed = self.ended.changed() => self.end_gone = changed.is_err(),
                 _ = self.clock_moved.changed() => {}
                 _ = tokio::time::sleep(wait) => {}

@@ -1,7 +1,8 @@
-//! ListShards.
+//! ListShards and the reshard calls: SplitShard, MergeShards, UpdateShardCount,
+//! UpdateStreamMode.
 
 use rheo_proto::v1 as pb;
-use rheo_streams::{Result, ShardFilter, Store, StreamsError};
+use rheo_streams::{Result, ShardFilter, Store, StreamMode, StreamsError};
 
 use crate::convert;
 
@@ -44,9 +45,78 @@ pub(crate) fn list_shards(
         &request.exclusive_start_shard_id,
         request.max_results.map(i64::from),
         filter,
+        request.stream_creation_timestamp_ms,
     )?;
     Ok(pb::ListShardsResponse {
         shards: shards.into_iter().map(convert::shard).collect(),
         next_token: next_token.unwrap_or_default(),
     })
+}
+
+pub(crate) async fn split_shard(
+    store: &Store,
+    request: pb::SplitShardRequest,
+) -> Result<pb::SplitShardResponse> {
+    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+    store
+        .split_shard(
+            &name,
+            &request.shard_to_split,
+            &request.new_starting_hash_key,
+        )
+        .await?;
+    Ok(pb::SplitShardResponse {})
+}
+
+pub(crate) async fn merge_shards(
+    store: &Store,
+    request: pb::MergeShardsRequest,
+) -> Result<pb::MergeShardsResponse> {
+    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+    store
+        .merge_shards(
+            &name,
+            &request.shard_to_merge,
+            &request.adjacent_shard_to_merge,
+        )
+        .await?;
+    Ok(pb::MergeShardsResponse {})
+}
+
+pub(crate) async fn update_shard_count(
+    store: &Store,
+    request: pb::UpdateShardCountRequest,
+) -> Result<pb::UpdateShardCountResponse> {
+    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+    let (current, target) = store
+        .update_shard_count(
+            &name,
+            i64::from(request.target_shard_count),
+            &request.scaling_type,
+        )
+        .await?;
+    Ok(pb::UpdateShardCountResponse {
+        stream_arn: store.stream_arn(&name),
+        stream_name: name,
+        current_shard_count: current as i32,
+        target_shard_count: target as i32,
+    })
+}
+
+pub(crate) async fn update_stream_mode(
+    store: &Store,
+    request: pb::UpdateStreamModeRequest,
+) -> Result<pb::UpdateStreamModeResponse> {
+    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+    let mode = match request.stream_mode() {
+        pb::StreamMode::Provisioned => StreamMode::Provisioned,
+        pb::StreamMode::OnDemand => StreamMode::OnDemand,
+        pb::StreamMode::Unspecified => {
+            return Err(StreamsError::Validation(
+                "1 validation error detected: Value at 'streamModeDetails.streamMode' failed to satisfy constraint: Member must satisfy enum value set: [PROVISIONED, ON_DEMAND]".into(),
+            ));
+        }
+    };
+    store.update_stream_mode(&name, mode).await?;
+    Ok(pb::UpdateStreamModeResponse {})
 }
