@@ -230,7 +230,10 @@ impl ShardLog {
     pub fn append(&self, records: &[RecordInput<'_>]) -> Result<Appended> {
         self.check_poisoned()?;
         let encoded = batch::encode(records, &self.config)?;
-        let (slot, wake) = self.queue.enqueue(encoded).ok_or_else(|| self.closed_error())?;
+        let (slot, wake) = self
+            .queue
+            .enqueue(encoded)
+            .ok_or_else(|| self.closed_error())?;
         match wake {
             Wake::Done(result) => result,
             Wake::Lead => {

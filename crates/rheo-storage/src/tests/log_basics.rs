@@ -560,7 +560,11 @@ fn closing_for_writes_commits_what_is_queued_and_refuses_the_rest() {
         .flat_map(|writer| writer.join().unwrap())
         .collect();
     assert!(stored.iter().all(|&seq| seq < end), "nothing after the end");
-    assert_eq!(stored.len() as u64, end, "every acknowledged record is below the end");
+    assert_eq!(
+        stored.len() as u64,
+        end,
+        "every acknowledged record is below the end"
+    );
     assert_eq!(log.tip().next_sequence, end);
     assert_eq!(read_all(&log).len() as u64, end, "still readable");
     let refused = log.submit(
