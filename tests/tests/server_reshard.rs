@@ -424,12 +424,16 @@ async fn closed_parents_end_with_their_children_for_every_reader() {
         .unwrap()
         .into_inner();
     let event = again.message().await.unwrap().unwrap();
-    assert_eq!(event.records.len(), 1);
-    let end = again.message().await.unwrap().unwrap();
     assert_eq!(
-        (end.continuation_sequence_number, end.child_shards.len()),
+        event.records.len(),
+        1,
+        "the last records come with the children"
+    );
+    assert_eq!(
+        (event.continuation_sequence_number, event.child_shards.len()),
         (None, 2)
     );
+    assert!(again.message().await.unwrap().is_none());
 
     // Merge the upper child with shard 1: one child with both parents.
     merge(&mut client, "shardId-000000000003", "shardId-000000000001")

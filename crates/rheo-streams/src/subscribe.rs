@@ -301,7 +301,14 @@ impl Subscription {
         }
         self.position = outcome.next_sequence;
         self.last_event_ms = Some(now);
-        Ok(self.event(outcome.records, outcome.millis_behind_latest))
+        let mut event = self.event(outcome.records, outcome.millis_behind_latest);
+        if self.shard.ended_at(self.position) {
+            // The last records of a closed shard: this is the final event.
+            self.done = true;
+            event.continuation_sequence_number = None;
+            event.child_shards = child_shards(&self.stream.topology(), self.shard.index);
+        }
+        Ok(event)
     }
 
     fn event(&self, records: Vec<Record>, millis_behind_latest: u64) -> SubscribeEvent {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use rheo_client::{LineageReader, Start};
 use rheo_proto::v1 as pb;
 use rheo_proto::v1::admin_client::AdminClient;
 use rheo_proto::v1::kinesis_client::KinesisClient;
@@ -69,6 +70,41 @@ enum StreamAction {
     Describe {
         /// Stream name.
         name: String,
+    },
+    /// Split an open shard in two (at the middle of its hash keys unless `--at` says where).
+    Split {
+        /// Stream name.
+        name: String,
+        /// The shard to split.
+        #[arg(long)]
+        shard: String,
+        /// The decimal hash key where the upper child starts.
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Merge two adjacent open shards into one.
+    Merge {
+        /// Stream name.
+        name: String,
+        /// One shard.
+        shard: String,
+        /// The shard next to it.
+        adjacent: String,
+    },
+    /// Rescale to a number of shards with equal hash-key ranges (half to double the current).
+    Scale {
+        /// Stream name.
+        name: String,
+        /// The shard count wanted.
+        #[arg(long)]
+        shards: i32,
+    },
+    /// Switch the capacity mode: `provisioned` or `on-demand`.
+    Mode {
+        /// Stream name.
+        name: String,
+        /// `provisioned` or `on-demand`.
+        mode: String,
     },
     /// Delete a stream and its data.
     Delete {
@@ -152,11 +188,99 @@ pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
             println!("max record: {} KiB", summary.max_record_size_in_kib);
             for shard in list_shards(&mut client, &name).await? {
                 let range = shard.hash_key_range.unwrap_or_default();
+                let closed = shard
+                    .sequence_number_range
+                    .and_then(|range| range.ending_sequence_number)
+                    .map_or(String::new(), |end| format!("  closed at {end}"));
+                let parents: Vec<String> = shard
+                    .parent_shard_id
+                    .into_iter()
+                    .chain(shard.adjacent_parent_shard_id)
+                    .collect();
+                let parents = if parents.is_empty() {
+                    String::new()
+                } else {
+                    format!("  from {}", parents.join(" + "))
+                };
                 println!(
-                    "{}  hash keys {}..={}",
+                    "{}  hash keys {}..={}{parents}{closed}",
                     shard.shard_id, range.starting_hash_key, range.ending_hash_key
                 );
             }
+        }
+        StreamAction::Split { name, shard, at } => {
+            let at = match at {
+                Some(at) => at,
+                None => {
+                    let found = list_shards(&mut client, &name)
+                        .await?
+                        .into_iter()
+                        .find(|s| s.shard_id == shard)
+                        .with_context(|| format!("no shard {shard} in stream {name}"))?;
+                    let range = found.hash_key_range.unwrap_or_default();
+                    let start: u128 = range.starting_hash_key.parse()?;
+                    let end: u128 = range.ending_hash_key.parse()?;
+                    (start + (end - start) / 2 + 1).to_string()
+                }
+            };
+            client
+                .split_shard(pb::SplitShardRequest {
+                    stream_name: name.clone(),
+                    shard_to_split: shard.clone(),
+                    new_starting_hash_key: at.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?;
+            println!("split {shard} of {name} at {at}");
+        }
+        StreamAction::Merge {
+            name,
+            shard,
+            adjacent,
+        } => {
+            client
+                .merge_shards(pb::MergeShardsRequest {
+                    stream_name: name.clone(),
+                    shard_to_merge: shard.clone(),
+                    adjacent_shard_to_merge: adjacent.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?;
+            println!("merged {shard} and {adjacent} of {name}");
+        }
+        StreamAction::Scale { name, shards } => {
+            let response = client
+                .update_shard_count(pb::UpdateShardCountRequest {
+                    stream_name: name.clone(),
+                    target_shard_count: shards,
+                    scaling_type: "UNIFORM_SCALING".into(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?
+                .into_inner();
+            println!(
+                "scaled {name} from {} to {} shards",
+                response.current_shard_count, response.target_shard_count
+            );
+        }
+        StreamAction::Mode { name, mode } => {
+            let stream_mode = match mode.as_str() {
+                "provisioned" => pb::StreamMode::Provisioned,
+                "on-demand" => pb::StreamMode::OnDemand,
+                other => bail!("mode must be provisioned or on-demand, got {other:?}"),
+            };
+            client
+                .update_stream_mode(pb::UpdateStreamModeRequest {
+                    stream_name: name.clone(),
+                    stream_mode: stream_mode as i32,
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?;
+            println!("{name} is now {mode}");
         }
         StreamAction::Delete {
             name,
@@ -281,7 +405,7 @@ pub(crate) struct ReadArgs {
     /// Stream name.
     #[arg(long)]
     stream: String,
-    /// Only this shard [default: every shard].
+    /// Only this shard [default: every shard, parents before children across reshards].
     #[arg(long)]
     shard: Option<String>,
     /// Where to start: `trim-horizon`, `latest`, `at-timestamp:<ms>` or `at-sequence:<n>`.
@@ -336,14 +460,24 @@ pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
         bail!("--output must be text or json, got {:?}", args.output);
     }
     let mut client = args.endpoint.kinesis().await?;
-    let shard_ids: Vec<String> = match &args.shard {
-        Some(shard) => vec![shard.clone()],
-        None => list_shards(&mut client, &args.stream)
-            .await?
+    let listing = list_shards(&mut client, &args.stream).await?;
+    let listing: Vec<pb::Shard> = match &args.shard {
+        Some(only) => listing
             .into_iter()
-            .map(|shard| shard.shard_id)
+            .filter(|shard| &shard.shard_id == only)
+            .map(|shard| pb::Shard {
+                // One shard asked for: no lineage to follow.
+                parent_shard_id: None,
+                adjacent_parent_shard_id: None,
+                ..shard
+            })
             .collect(),
+        None => listing,
     };
+    if let (Some(only), true) = (&args.shard, listing.is_empty()) {
+        bail!("no shard {only} in stream {}", args.stream);
+    }
+    let shard_ids: Vec<String> = listing.iter().map(|s| s.shard_id.clone()).collect();
     let (kind, sequence, timestamp) = match args.from.split_once(':') {
         None if args.from == "trim-horizon" => (pb::ShardIteratorType::TrimHorizon, None, None),
         None if args.from == "latest" => (pb::ShardIteratorType::Latest, None, None),
@@ -369,16 +503,42 @@ pub(crate) async fn read(args: ReadArgs) -> anyhow::Result<ExitCode> {
             sequence_number: sequence,
             timestamp_ms: timestamp,
         };
-        return crate::consumer::read_pushed(
-            &args.endpoint,
-            &args.stream,
+        let read = crate::consumer::PushedRead {
+            stream: &args.stream,
             consumer,
-            shard_ids,
+            shards: listing,
             start,
-            args.follow,
-            |line| emit(&line.format(json)),
-        )
-        .await;
+            follow: args.follow,
+            lineage: args.shard.is_none(),
+        };
+        return crate::consumer::read_pushed(&args.endpoint, read, |line| emit(&line.format(json)))
+            .await;
+    }
+    // Every shard: parents are read to their end before their children, across reshards, so
+    // each partition key's records come out in order.
+    let lineage_start = match kind {
+        _ if args.shard.is_some() => None,
+        pb::ShardIteratorType::TrimHorizon => Some(Start::TrimHorizon),
+        pb::ShardIteratorType::Latest => Some(Start::Latest),
+        pb::ShardIteratorType::AtTimestamp => timestamp.map(Start::AtTimestamp),
+        _ => None,
+    };
+    if let Some(start) = lineage_start {
+        let mut reader = LineageReader::new(client, &args.stream, start, args.follow)
+            .await
+            .map_err(explain)?;
+        while let Some(batch) = reader.next().await.map_err(explain)? {
+            for record in &batch.records {
+                let line = RecordLine {
+                    shard_id: &batch.shard_id,
+                    record,
+                };
+                if !emit(&line.format(json))? {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let mut iterators = Vec::new();
     for shard_id in &shard_ids {

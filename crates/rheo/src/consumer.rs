@@ -1,6 +1,7 @@
 //! `rheo consumer ...` (enhanced fan-out consumers) and `rheo read --consumer` (records pushed
 //! by SubscribeToShard instead of polled with GetRecords).
 
+use std::collections::{HashMap, HashSet};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -109,18 +110,44 @@ pub(crate) async fn consumer(args: ConsumerArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reads `shard_ids` of `stream` through SubscribeToShard as consumer `consumer_name`,
-/// printing each record with `emit`. Without `follow` a shard is done once an event says it is
-/// caught up; with it, sessions are renewed from their continuation until interrupted.
+/// What a shard's subscription task reports.
+enum Pushed {
+    Record(String, pb::Record),
+    /// The task is over: with the children if its shard is closed and was read to the end.
+    Done(String, Option<Vec<pb::ChildShard>>),
+    Failed(anyhow::Error),
+}
+
+/// Reads `stream` through SubscribeToShard as consumer `consumer_name`, printing each record
+/// with `emit`. `shards` is the stream's listing; a shard is subscribed once its parents are
+/// read to their end (children of a closed shard from its first record), so each key's
+/// records come out in order across reshards (children are followed only with `lineage`). Without `follow` a shard is done once an event
+/// says it is caught up; with it, sessions are renewed from their continuation.
+/// What `rheo read --consumer` asked for.
+pub(crate) struct PushedRead<'a> {
+    pub(crate) stream: &'a str,
+    pub(crate) consumer: &'a str,
+    /// The stream's shard listing (or the one shard asked for).
+    pub(crate) shards: Vec<pb::Shard>,
+    pub(crate) start: pb::StartingPosition,
+    pub(crate) follow: bool,
+    /// Follow children of closed shards (when reading the whole stream).
+    pub(crate) lineage: bool,
+}
+
 pub(crate) async fn read_pushed(
     endpoint: &Endpoint,
-    stream: &str,
-    consumer_name: &str,
-    shard_ids: Vec<String>,
-    start: pb::StartingPosition,
-    follow: bool,
+    read: PushedRead<'_>,
     emit: impl Fn(RecordLine<'_>) -> anyhow::Result<bool>,
 ) -> anyhow::Result<ExitCode> {
+    let PushedRead {
+        stream,
+        consumer: consumer_name,
+        shards,
+        start,
+        follow,
+        lineage,
+    } = read;
     let mut client = endpoint.kinesis().await?;
     let consumer_arn = client
         .describe_stream_consumer(pb::DescribeStreamConsumerRequest {
@@ -134,33 +161,98 @@ pub(crate) async fn read_pushed(
         .consumer_description
         .context("empty response")?
         .consumer_arn;
+    let latest = start.r#type == pb::ShardIteratorType::Latest as i32;
+    let mut parents: HashMap<String, Vec<String>> = shards
+        .into_iter()
+        // From LATEST only open shards matter.
+        .filter(|shard| {
+            !latest
+                || shard
+                    .sequence_number_range
+                    .as_ref()
+                    .is_none_or(|range| range.ending_sequence_number.is_none())
+        })
+        .map(|shard| {
+            let of = shard
+                .parent_shard_id
+                .into_iter()
+                .chain(shard.adjacent_parent_shard_id)
+                .collect();
+            (shard.shard_id, of)
+        })
+        .collect();
+    let mut started: HashSet<String> = HashSet::new();
+    let mut finished: HashSet<String> = HashSet::new();
     // One task per shard; records reach the printer through a small channel, so a slow
     // terminal slows the subscriptions (and the server sees a slow consumer), nothing piles up.
-    let (sender, mut receiver) = mpsc::channel::<anyhow::Result<(String, pb::Record)>>(64);
-    for shard_id in shard_ids {
+    let (sender, mut receiver) = mpsc::channel::<Pushed>(64);
+    let spawn = |shard_id: String, start: pb::StartingPosition| {
         let sender = sender.clone();
         let client = client.clone();
         let consumer_arn = consumer_arn.clone();
-        let start = start.clone();
         tokio::spawn(async move {
-            let result =
-                subscribe_shard(client, &consumer_arn, &shard_id, start, follow, &sender).await;
-            if let Err(error) = result {
-                let _ = sender.send(Err(error)).await;
-            }
+            let message =
+                match subscribe_shard(client, &consumer_arn, &shard_id, start, follow, &sender)
+                    .await
+                {
+                    Ok(children) => Pushed::Done(shard_id, children),
+                    Err(error) => Pushed::Failed(error),
+                };
+            let _ = sender.send(message).await;
         });
-    }
-    drop(sender);
-    while let Some(item) = receiver.recv().await {
-        let (shard_id, record) = item?;
-        if !emit(RecordLine {
-            shard_id: &shard_id,
-            record: &record,
-        })? {
+    };
+    let mut running = 0;
+    loop {
+        // Start every shard whose listed parents are all done.
+        let ready: Vec<String> = parents
+            .iter()
+            .filter(|(id, of)| {
+                !started.contains(*id)
+                    && of
+                        .iter()
+                        .all(|parent| !parents.contains_key(parent) || finished.contains(parent))
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ready {
+            let from = if finished.iter().any(|done| parents[&id].contains(done)) {
+                // A child reached through its parents: from its first record.
+                pb::StartingPosition {
+                    r#type: pb::ShardIteratorType::TrimHorizon as i32,
+                    ..Default::default()
+                }
+            } else {
+                start.clone()
+            };
+            started.insert(id.clone());
+            running += 1;
+            spawn(id, from);
+        }
+        if running == 0 {
             return Ok(ExitCode::SUCCESS);
         }
+        match receiver.recv().await.expect("a task holds the sender") {
+            Pushed::Record(shard_id, record) => {
+                if !emit(RecordLine {
+                    shard_id: &shard_id,
+                    record: &record,
+                })? {
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+            Pushed::Done(shard_id, children) => {
+                running -= 1;
+                // Children are followed when reading the whole stream, not one shard.
+                if let Some(children) = children.filter(|_| lineage) {
+                    finished.insert(shard_id);
+                    for child in children {
+                        parents.entry(child.shard_id).or_insert(child.parent_shards);
+                    }
+                }
+            }
+            Pushed::Failed(error) => return Err(error),
+        }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn subscribe_shard(
@@ -169,8 +261,8 @@ async fn subscribe_shard(
     shard_id: &str,
     mut start: pb::StartingPosition,
     follow: bool,
-    sender: &mpsc::Sender<anyhow::Result<(String, pb::Record)>>,
-) -> anyhow::Result<()> {
+    sender: &mpsc::Sender<Pushed>,
+) -> anyhow::Result<Option<Vec<pb::ChildShard>>> {
     let mut refusals = 0;
     loop {
         let subscribed = client
@@ -198,15 +290,15 @@ async fn subscribe_shard(
         while let Some(event) = events.message().await.map_err(explain)? {
             for record in event.records {
                 if sender
-                    .send(Ok((shard_id.to_string(), record)))
+                    .send(Pushed::Record(shard_id.to_string(), record))
                     .await
                     .is_err()
                 {
-                    return Ok(());
+                    return Ok(None);
                 }
             }
             let Some(continuation) = event.continuation_sequence_number else {
-                return Ok(()); // the end of a closed shard
+                return Ok(Some(event.child_shards)); // the end of a closed shard
             };
             start = pb::StartingPosition {
                 r#type: pb::ShardIteratorType::AfterSequenceNumber as i32,
@@ -214,11 +306,11 @@ async fn subscribe_shard(
                 timestamp_ms: None,
             };
             if !follow && event.millis_behind_latest == 0 {
-                return Ok(());
+                return Ok(None);
             }
         }
         if !follow {
-            return Ok(());
+            return Ok(None);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! (they talk to a running server over gRPC, except `verify`, which reads a data directory).
 
 mod bench;
+mod bench_fanout;
 mod client;
 mod config;
 mod consumer;
@@ -46,6 +47,8 @@ enum Command {
     Clock(client::ClockArgs),
     /// Load-test a running server (start it with --no-limits).
     Bench(bench::BenchArgs),
+    /// Measure enhanced fan-out put-to-delivery latency and CPU (start the server with --no-limits).
+    BenchFanout(bench_fanout::BenchFanoutArgs),
 }
 
 fn init_tracing() {
@@ -124,6 +127,7 @@ async fn main() -> ExitCode {
         Command::Consumer(args) => consumer::consumer(args).await,
         Command::Clock(args) => client::clock(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchFanout(args) => bench_fanout::run(args).await,
     };
     match result {
         Ok(code) => code,

@@ -242,3 +242,111 @@ fn bad_settings_are_refused_with_a_clear_message() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn read_follows_a_stream_across_reshards_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), &[]);
+    server.ok(&["stream", "create", "orders", "--shards", "2"], "");
+    let batch = |from: usize, to: usize| -> String {
+        (from..to).map(|i| format!("k{}:{i}\n", i % 5)).collect()
+    };
+    let put = |from: usize, to: usize| {
+        // The partition key is the part before the colon: 5 keys.
+        for line in batch(from, to).lines() {
+            let key = line.split(':').next().unwrap();
+            server.ok(
+                &["put", "--stream", "orders", "--partition-key", key],
+                &format!("{line}\n"),
+            );
+        }
+    };
+    let mut follower = Command::new(RHEO)
+        .args([
+            "read",
+            "--stream",
+            "orders",
+            "--follow",
+            "--endpoint",
+            &server.endpoint,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    put(0, 10);
+    let split = server.ok(
+        &[
+            "stream",
+            "split",
+            "orders",
+            "--shard",
+            "shardId-000000000000",
+        ],
+        "",
+    );
+    assert!(
+        split.starts_with("split shardId-000000000000 of orders at "),
+        "{split}"
+    );
+    put(10, 20);
+    assert_eq!(
+        server.ok(&["stream", "scale", "orders", "--shards", "2"], ""),
+        "scaled orders from 3 to 2 shards\n"
+    );
+    put(20, 30);
+    let described = server.ok(&["stream", "describe", "orders"], "");
+    assert!(
+        described.contains("from shardId-000000000000"),
+        "{described}"
+    );
+    assert!(described.contains("closed at "), "{described}");
+
+    // The follower prints all 30 records (bounded wait), every key in order.
+    let stdout = follower.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            if lines_tx.send(line.unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lines.len() < 30 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = lines_rx.recv_timeout(left).expect("the follower keeps up");
+        lines.push(line);
+    }
+    follower.kill().unwrap();
+    follower.wait().unwrap();
+    // Pushed to a consumer, the whole lineage arrives in key order too.
+    server.ok(&["consumer", "register", "--stream", "orders", "audit"], "");
+    let pushed = server.ok(&["read", "--stream", "orders", "--consumer", "audit"], "");
+    let pushed: Vec<String> = pushed.lines().map(str::to_string).collect();
+    assert_eq!(pushed.len(), 30);
+    for lines in [&lines, &pushed] {
+        assert_keys_in_order(lines);
+    }
+    server.stop();
+}
+
+fn assert_keys_in_order(lines: &[String]) {
+    let mut per_key: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for line in lines {
+        let data = line.rsplit('\t').next().unwrap();
+        let (key, counter) = data.split_once(':').unwrap();
+        per_key
+            .entry(key.to_string())
+            .or_default()
+            .push(counter.parse().unwrap());
+    }
+    for (key, counters) in &per_key {
+        let mut sorted = counters.clone();
+        sorted.sort_unstable();
+        assert_eq!(counters, &sorted, "{key} in order across the reshards");
+        assert_eq!(counters.len(), 6);
+    }
+}
