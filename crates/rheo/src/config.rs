@@ -55,6 +55,7 @@ struct FileConfig {
     shard_limit: Option<u32>,
     limits: Option<LimitsOverride>,
     fan_out: Option<FanOutFile>,
+    reshard_delay: Option<String>,
 }
 
 /// The `[fan_out]` table: enhanced fan-out settings.
@@ -170,6 +171,9 @@ impl ServeArgs {
         if let Some(account) = file.account_id {
             store.account_id = account;
         }
+        if let Some(text) = &file.reshard_delay {
+            store.reshard_delay = parse_duration(text).context("reshard_delay")?;
+        }
         if let Some(limit) = file.shard_limit {
             store.shard_limit = limit;
         }
@@ -239,7 +243,7 @@ mod tests {
         let path = dir.path().join("rheo.toml");
         std::fs::write(
             &path,
-            "[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n",
+            "reshard_delay = \"500ms\"\n[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -252,7 +256,9 @@ mod tests {
             min_retention_hours: None,
             iterator_ttl_secs: None,
         };
-        let fan_out = args.resolve().unwrap().store.fan_out;
+        let store = args.resolve().unwrap().store;
+        assert_eq!(store.reshard_delay, Duration::from_millis(500));
+        let fan_out = store.fan_out;
         assert_eq!(fan_out.max_consumers_per_stream, 50);
         assert_eq!(fan_out.heartbeat, Duration::from_secs(2));
         assert_eq!(fan_out.session_lifetime, Duration::from_secs(3600));
