@@ -745,3 +745,53 @@ async fn parents_expire_when_their_data_is_past_retention() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_streams_share_their_limits_across_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_config();
+    settings.limits.write_records_per_sec = 10;
+    let server = TestServer::start(dir.path(), settings).await;
+    let mut client = server.client().await;
+    // All 60 records hash to the first shard.
+    let burst = |name: &str| pb::PutRecordsRequest {
+        stream_name: name.into(),
+        records: (0..60)
+            .map(|i| pb::PutRecordsRequestEntry {
+                data: Bytes::from(format!("{i}")),
+                partition_key: "k".into(),
+                explicit_hash_key: Some("1".into()),
+            })
+            .collect(),
+        ..Default::default()
+    };
+    create(&mut client, "provisioned", 4).await;
+    client
+        .create_stream(pb::CreateStreamRequest {
+            stream_name: "on-demand".into(),
+            stream_mode: pb::StreamMode::OnDemand as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let stored = |response: pb::PutRecordsResponse| 60 - response.failed_record_count;
+    let provisioned = stored(
+        client
+            .put_records(burst("provisioned"))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    let on_demand = stored(
+        client
+            .put_records(burst("on-demand"))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    // A provisioned shard takes its own 10 records/s; an on-demand stream lends one shard the
+    // whole stream's 40 (a little more may refill while the call runs).
+    assert!((10..=12).contains(&provisioned), "{provisioned}");
+    assert!((40..=45).contains(&on_demand), "{on_demand}");
+    server.stop().await;
+}
