@@ -91,6 +91,16 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// A failed test must not leave its server running.
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[test]
 fn operator_commands_against_a_real_server() {
     let dir = tempfile::tempdir().unwrap();
