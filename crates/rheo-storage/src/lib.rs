@@ -21,6 +21,7 @@ mod error;
 mod format;
 pub mod io;
 mod log;
+mod metrics;
 mod mmap;
 mod read;
 mod recovery;
@@ -42,5 +43,6 @@ pub use config::{
 };
 pub use error::{Error, Result};
 pub use log::{LogStats, Maintenance, ShardLog};
+pub use metrics::{GROUP_APPENDS_BOUNDS, HistogramSnapshot, LogMetrics, SYNC_SECONDS_BOUNDS};
 pub use read::{Position, ReadOutcome, Tip};
 pub use verify::{Finding, LogReport, Severity, VerifyReport, verify_tree};

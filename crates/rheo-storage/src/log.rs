@@ -108,6 +108,8 @@ pub struct ShardLog {
     /// The next sequence number, announced after every commit: the tail notifier that wakes
     /// push subscribers without polling.
     pub(crate) tip_watch: tokio::sync::watch::Sender<u64>,
+    /// Latency, group-size, retention and corruption counters (for metrics).
+    pub(crate) recorder: crate::metrics::Recorder,
     pub(crate) _lock: Box<dyn LockGuard>,
 }
 
@@ -410,13 +412,19 @@ impl ShardLog {
         writer.next_seq = next_seq;
         writer.last_ts = timestamp_ms;
         self.groups_committed.fetch_add(1, Ordering::Relaxed);
+        self.recorder.group_appends.observe(group.len() as f64);
         writer.active_first_ts.get_or_insert(timestamp_ms);
         self.publish(writer);
         Ok(results)
     }
 
     fn sync_writer(&self, writer: &mut Writer) -> Result<()> {
-        if let Err(error) = writer.file.sync_data() {
+        let started = std::time::Instant::now();
+        let synced = writer.file.sync_data();
+        self.recorder
+            .sync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(error) = synced {
             let error = Error::io("fdatasync", &writer.active.path, error);
             self.poison(&error);
             return Err(error);
@@ -522,6 +530,9 @@ impl ShardLog {
         if expired == 0 {
             return 0;
         }
+        self.recorder
+            .retention_deleted_segments
+            .fetch_add(expired as u64, Ordering::Relaxed);
         let (gone, kept) = writer.sealed.split_at(expired);
         let gone: Vec<_> = gone.to_vec();
         self.horizon_floor
@@ -604,6 +615,11 @@ impl ShardLog {
             groups_committed: self.groups_committed.load(Ordering::Relaxed),
             data_syncs: self.data_syncs.load(Ordering::Relaxed),
         }
+    }
+
+    /// What the log measured about itself since it was opened.
+    pub fn metrics(&self) -> crate::metrics::LogMetrics {
+        self.recorder.snapshot()
     }
 
     /// Syncs (under any policy) and closes the log.

@@ -237,6 +237,11 @@ impl ShardLog {
         let mut budget = ReadBudget::new(max_records, max_bytes);
         let mut records = Vec::new();
         if let Err(error) = read_into(&view, &mut seq, &mut budget, &mut records) {
+            if matches!(error, Error::Corruption { .. }) {
+                self.recorder
+                    .corruptions
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if records.is_empty() {
                 return Err(error);
             }

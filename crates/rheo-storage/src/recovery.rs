@@ -126,6 +126,7 @@ pub(crate) fn open(
         data_syncs: AtomicU64::new(0),
         poison_cause: Mutex::new(None),
         tip_watch,
+        recorder: crate::metrics::Recorder::default(),
         _lock: lock,
     })
 }

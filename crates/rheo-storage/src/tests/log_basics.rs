@@ -194,6 +194,10 @@ fn retention_hides_old_records_exactly_and_deletes_whole_segments() {
     let before = log.stats();
     let report = log.maintain().unwrap();
     assert!(report.segments_deleted > 0);
+    assert_eq!(
+        log.metrics().retention_deleted_segments,
+        report.segments_deleted as u64
+    );
     let after = log.stats();
     assert!(after.segments < before.segments);
     assert!(
@@ -576,4 +580,24 @@ fn closing_for_writes_commits_what_is_queued_and_refuses_the_rest() {
         Box::new(|_| panic!("a refused submit is never called back")),
     );
     assert!(matches!(refused, Err(Error::Closed { .. })));
+}
+
+#[test]
+fn metrics_count_every_fdatasync_and_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let log = open_std(dir.path(), small_config(), &clock);
+    for i in 0..30 {
+        append_one(&log, "k", &payload("k", 10 + i));
+    }
+    let stats = log.stats();
+    let metrics = log.metrics();
+    assert_eq!(metrics.group_appends.count, stats.groups_committed);
+    assert_eq!(
+        metrics.group_appends.buckets[0].1, 30,
+        "one append per group, alone"
+    );
+    assert_eq!(metrics.sync_seconds.count, stats.data_syncs);
+    assert!(metrics.sync_seconds.sum > 0.0);
+    assert_eq!(metrics.corruptions, 0);
 }

@@ -71,6 +71,11 @@ fn a_flipped_byte_in_a_sealed_segment_is_reported_where_it_is() {
     );
     assert_eq!(before.next_sequence, 1);
     let error = log.read(1, 100, usize::MAX).unwrap_err();
+    assert_eq!(
+        log.metrics().corruptions,
+        2,
+        "both reads that stopped at the damage count"
+    );
     match &error {
         Error::Corruption {
             path,
