@@ -1,12 +1,12 @@
 # Rheo developer commands. `make help` lists them.
-.PHONY: help check fmt clippy test test-python bench serve
+.PHONY: help check fmt clippy test test-python check-deploy bench serve
 
 VENV := target/python-venv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-check: fmt clippy test test-python ## everything CI runs: formatting, lints, Rust and Python tests
+check: fmt clippy test test-python check-deploy ## everything CI runs: formatting, lints, Rust and Python tests, deployment files
 
 fmt: ## check formatting
 	cargo fmt --all -- --check
@@ -22,6 +22,12 @@ test-python: ## the Python grpcio client against the real server (creates a venv
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 	RHEO_BIN=target/debug/rheo $(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/python
+
+check-deploy: ## check the deployment files in deploy/ (systemd-analyze, manifests, dashboard)
+	cargo build -p rheo
+	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r deploy/requirements.txt
+	$(VENV)/bin/python deploy/check.py
 
 serve: ## run the server with the embedded defaults (./rheo-data, 127.0.0.1:4567)
 	cargo run --release -p rheo -- serve

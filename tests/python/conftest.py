@@ -7,9 +7,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-import grpc
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,19 +50,25 @@ def server():
     binary = os.environ.get("RHEO_BIN", str(ROOT / "target/debug/rheo"))
     data_dir = tempfile.mkdtemp(prefix="rheo-data-")
     port = free_port()
+    metrics_port = free_port()
     process = subprocess.Popen(
-        [binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}"],
+        [binary, "serve", "--data-dir", data_dir, "--listen", f"127.0.0.1:{port}",
+         "--metrics-listen", f"127.0.0.1:{metrics_port}"],
         stderr=subprocess.PIPE,
     )
     address = f"127.0.0.1:{port}"
+    # Ready once /readyz answers 200: the gRPC port opens before the data directory does.
     deadline = time.time() + 30
     while True:
         try:
-            grpc.channel_ready_future(grpc.insecure_channel(address)).result(timeout=1)
-            break
-        except grpc.FutureTimeoutError:
-            if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"rheo serve did not start: {process.stderr.read().decode()}")
+            with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/readyz", timeout=1) as answer:
+                if answer.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"rheo serve did not start: {process.stderr.read().decode()}")
+        time.sleep(0.05)
     yield address
     process.terminate()
     assert process.wait(timeout=30) == 0, "graceful shutdown exits 0"

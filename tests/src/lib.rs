@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rheo_proto::v1::admin_client::AdminClient;
 use rheo_proto::v1::kinesis_client::KinesisClient;
+use rheo_server::{Ops, ServeOptions};
 use rheo_storage::{Clock, OffsetClock};
 use rheo_streams::{Store, StoreConfig};
 use tokio::sync::oneshot;
@@ -17,6 +19,8 @@ use tonic::transport::Channel;
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where /metrics, /healthz and /readyz are served.
+    pub ops_addr: SocketAddr,
     /// Its data directory.
     pub data_dir: PathBuf,
     /// The clock it runs on (a testbed clock: tests move it forward).
@@ -62,17 +66,33 @@ impl TestServer {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local address");
         let (stop, stopped) = oneshot::channel::<()>();
-        let testbed = testbed.then(|| clock.clone());
+        let ops = Ops::new();
+        let ops_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let ops_addr = ops_listener.local_addr().expect("local address");
+        let options = ServeOptions {
+            testbed_clock: testbed.then(|| clock.clone()),
+            ops: ops.clone(),
+            shutdown_delay: Duration::ZERO,
+        };
         let served = store.clone();
         let task = tokio::spawn(async move {
-            rheo_server::run(listener, served, testbed, async {
+            let (stop_ops, ops_stopped) = oneshot::channel::<()>();
+            let ops_task = tokio::spawn(rheo_server::serve_ops(ops_listener, ops, async {
+                let _ = ops_stopped.await;
+            }));
+            rheo_server::run(listener, async { Ok(served) }, options, async {
                 let _ = stopped.await;
             })
             .await
             .expect("server ran");
+            let _ = stop_ops.send(());
+            ops_task.await.expect("ops task").expect("ops served");
         });
         TestServer {
             addr,
+            ops_addr,
             data_dir: data_dir.to_path_buf(),
             clock,
             store,

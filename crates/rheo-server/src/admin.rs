@@ -1,5 +1,7 @@
 //! The Admin service: the testbed clock.
 
+use std::sync::{Arc, OnceLock};
+
 use rheo_proto::v1 as pb;
 use rheo_proto::v1::admin_server::Admin;
 use rheo_storage::{Clock, OffsetClock};
@@ -12,12 +14,13 @@ use crate::error::to_status;
 #[derive(Debug, Clone)]
 pub struct AdminService {
     clock: Option<OffsetClock>,
-    store: Store,
+    store: Arc<OnceLock<Store>>,
 }
 
 impl AdminService {
-    /// An admin service over `store`; pass the testbed clock if the store runs on one.
-    pub fn new(clock: Option<OffsetClock>, store: Store) -> Self {
+    /// An admin service over `store` (once it is open); pass the testbed clock if the store
+    /// runs on one.
+    pub fn new(clock: Option<OffsetClock>, store: Arc<OnceLock<Store>>) -> Self {
         AdminService { clock, store }
     }
 }
@@ -41,7 +44,9 @@ impl Admin for AdminService {
         }
         clock.advance_ms(advance_ms);
         // Subscriptions waiting for a heartbeat or their end re-check against the new time.
-        self.store.clock_moved();
+        if let Some(store) = self.store.get() {
+            store.clock_moved();
+        }
         tracing::info!(
             advance_ms,
             offset_ms = clock.offset_ms(),

@@ -21,6 +21,7 @@ pub fn to_status(error: StreamsError) -> Status {
         StreamsError::ExpiredIterator(_) => Code::FailedPrecondition,
         StreamsError::ExpiredNextToken(_) => Code::FailedPrecondition,
         StreamsError::Internal(_) => Code::Internal,
+        StreamsError::Unavailable(_) => Code::Unavailable,
     };
     let details = ErrorDetails::with_error_info(
         error.kinesis_name(),

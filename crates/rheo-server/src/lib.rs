@@ -1,16 +1,19 @@
 //! Rheo's gRPC server: thin tonic adapters over [`rheo_streams::Store`].
 //!
-//! [`run`] serves on a listener until `shutdown` resolves: stop accepting, end push
-//! subscriptions cleanly, let in-flight calls finish, then sync every shard log. Tests start it on `127.0.0.1:0`; the `rheo` binary adds
-//! flags, logging and signals around it.
+//! [`run`] serves on a listener while the store opens and until `shutdown` resolves: then it
+//! stops accepting, ends push subscriptions cleanly, lets in-flight calls finish, and syncs
+//! every shard log. [`serve_ops`] serves `/metrics`, `/healthz` and `/readyz` beside it. Tests
+//! start both on `127.0.0.1:0`; the `rheo` binary adds flags, logging and signals around them.
 
 mod admin;
 mod convert;
 mod error;
 mod handlers;
+mod ops;
 mod service;
 
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rheo_proto::v1::admin_server::AdminServer;
@@ -22,22 +25,44 @@ use tonic::transport::server::TcpIncoming;
 
 pub use admin::AdminService;
 pub use error::{ERROR_DOMAIN, kinesis_name, to_status};
+pub use ops::{Ops, serve_ops};
 pub use service::KinesisService;
 
 /// Largest gRPC message accepted or sent: a 10 MiB PutRecords or GetRecords plus framing.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Serves `store` on `listener` until `shutdown` resolves, then syncs the store.
-/// `testbed_clock` is the store's clock when the server runs as a retention testbed; the Admin
-/// service then lets clients move it forward.
+/// How [`run`] serves, besides the listener and the store.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// The store's clock when the server runs as a retention testbed: the Admin service then
+    /// lets clients move it forward.
+    pub testbed_clock: Option<OffsetClock>,
+    /// Health and metrics, shared with the operations endpoint ([`serve_ops`]).
+    pub ops: Arc<Ops>,
+    /// After a shutdown signal, how long to keep serving while reporting not ready, so load
+    /// balancers stop sending calls before the server stops accepting them. Default: 0.
+    pub shutdown_delay: Duration,
+}
+
+/// Serves on `listener` until `shutdown` resolves. The gRPC port (with the health service
+/// saying NOT_SERVING, and Kinesis calls failing with UNAVAILABLE) comes up at once, while
+/// `opening` opens the store; once it has, the server is ready. On shutdown: not ready, wait
+/// `shutdown_delay`, end push sessions, stop accepting, finish in-flight calls, sync every log.
 pub async fn run(
     listener: TcpListener,
-    store: Store,
-    testbed_clock: Option<OffsetClock>,
+    opening: impl Future<Output = rheo_streams::Result<Store>> + Send,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let ServeOptions {
+        testbed_clock,
+        ops,
+        shutdown_delay,
+    } = options;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<KinesisServer<KinesisService>>().await;
+    health
+        .set_not_serving::<KinesisServer<KinesisService>>()
+        .await;
     // Reflection in both versions: grpcurl and older tools still ask v1alpha.
     let reflection_builder = || {
         tonic_reflection::server::Builder::configure()
@@ -46,36 +71,71 @@ pub async fn run(
     };
     let reflection = reflection_builder().build_v1()?;
     let reflection_alpha = reflection_builder().build_v1alpha()?;
-    let kinesis = KinesisServer::new(KinesisService::new(store.clone()))
+    let opened: Arc<OnceLock<Store>> = Arc::default();
+    let kinesis = KinesisServer::new(KinesisService::new(opened.clone(), ops.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminService::new(testbed_clock, store.clone()));
-    let maintenance = store.spawn_maintenance();
+    let admin = AdminServer::new(AdminService::new(testbed_clock, opened.clone()));
     tracing::info!(address = %listener.local_addr()?, "serving gRPC");
     // Small responses must not wait for delayed ACKs (Nagle's algorithm costs 40 ms a call).
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let served = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(reflection_alpha)
-        .add_service(kinesis)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming, async {
-            shutdown.await;
-            // Push sessions would hold the drain open for up to their lifetime: end them
-            // cleanly now, as a session's lifetime ends, so clients resubscribe.
-            store.end_all_subscriptions();
-            health
-                .set_not_serving::<KinesisServer<KinesisService>>()
-                .await;
-            tracing::info!("shutting down: finishing in-flight calls");
-        })
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(reflection_alpha)
+            .add_service(kinesis)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            }),
+    );
+    let stop_serving = |stop: tokio::sync::oneshot::Sender<()>| async move {
+        let _ = stop.send(());
+        serving.await
+    };
+
+    tokio::pin!(shutdown);
+    let store = tokio::select! {
+        opened = opening => match opened {
+            Ok(store) => store,
+            Err(error) => {
+                let _ = stop_serving(stop).await;
+                return Err(Box::new(error));
+            }
+        },
+        () = &mut shutdown => {
+            tracing::info!("shut down while opening the data directory");
+            stop_serving(stop).await??;
+            return Ok(());
+        }
+    };
+    let _ = opened.set(store.clone());
+    ops.serving(store.clone());
+    health.set_serving::<KinesisServer<KinesisService>>().await;
+    let maintenance = store.spawn_maintenance();
+    tracing::info!("ready");
+
+    shutdown.await;
+    ops.stopping();
+    health
+        .set_not_serving::<KinesisServer<KinesisService>>()
         .await;
+    if !shutdown_delay.is_zero() {
+        tracing::info!(?shutdown_delay, "shutting down: not ready, still serving");
+        tokio::time::sleep(shutdown_delay).await;
+    }
+    // Push sessions would hold the drain open for up to their lifetime: end them cleanly now,
+    // as a session's lifetime ends, so clients resubscribe.
+    store.end_all_subscriptions();
+    tracing::info!("shutting down: finishing in-flight calls");
+    let served = stop_serving(stop).await;
     maintenance.abort();
     store.sync_all().await?;
     tracing::info!("shut down cleanly");
-    served?;
+    served??;
     Ok(())
 }

@@ -6,6 +6,7 @@ use rheo_storage::{Callback, Completion, Position, Record, RecordInput};
 
 use crate::error::{Result, StreamsError};
 use crate::hashing::{hash_partition_key, parse_explicit_hash_key};
+use crate::metrics::add;
 use crate::model::{
     IteratorStart, PutEntry, PutOutcome, RecordOut, RecordsPage, ShardInfo, format_time,
 };
@@ -152,6 +153,7 @@ impl Store {
         for (index, record) in routed.iter().enumerate() {
             let size = (record.entry.partition_key.len() + record.entry.data.len()) as u64;
             if !record.shard.limiter().admit_write(1, size) {
+                add(&record.shard.counters.throttled_writes, 1);
                 outcomes[index] = Some(PutOutcome::Failed {
                     error_code: "ProvisionedThroughputExceededException".into(),
                     error_message: format!(
@@ -189,6 +191,17 @@ impl Store {
             };
             match result {
                 Ok(appended) => {
+                    add(&shard.counters.records_in, indexes.len() as u64);
+                    add(
+                        &shard.counters.bytes_in,
+                        indexes
+                            .iter()
+                            .map(|&i| {
+                                (routed[i].entry.partition_key.len() + routed[i].entry.data.len())
+                                    as u64
+                            })
+                            .sum(),
+                    );
                     for (offset, index) in indexes.into_iter().enumerate() {
                         let sequence = SequenceNumber {
                             shard_index: shard.index,
@@ -350,6 +363,7 @@ impl Store {
         let limiter = shard.limiter();
         if limiter.enabled && (!limiter.read_bytes.has_credit() || !limiter.read_calls.try_take(1))
         {
+            add(&shard.counters.throttled_reads, 1);
             return Err(StreamsError::ProvisionedThroughputExceeded(format!(
                 "Rate exceeded for Shard - {}/{}/{}",
                 self.inner.config.account_id, stream.name, shard.id
@@ -365,6 +379,12 @@ impl Store {
         if limiter.enabled {
             limiter.read_bytes.charge(bytes as u64);
         }
+        add(&shard.counters.records_polled, outcome.records.len() as u64);
+        add(&shard.counters.bytes_polled, bytes as u64);
+        shard.counters.polled_millis_behind.store(
+            outcome.millis_behind_latest,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // At the end of a closed shard: no next iterator, and the children to read next.
         let ended = shard.ended_at(outcome.next_sequence);
         Ok(RecordsPage {

@@ -31,6 +31,10 @@ pub enum StreamsError {
     /// The server failed (I/O, corruption); the message says what.
     #[error("{0}")]
     Internal(String),
+    /// The server cannot answer yet (it is opening its data directory) or any more (it is
+    /// shutting down); retry later.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl StreamsError {
@@ -48,6 +52,7 @@ impl StreamsError {
             StreamsError::ExpiredIterator(_) => "ExpiredIteratorException",
             StreamsError::ExpiredNextToken(_) => "ExpiredNextTokenException",
             StreamsError::Internal(_) => "InternalFailureException",
+            StreamsError::Unavailable(_) => "ServiceUnavailableException",
         }
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod hashing;
 mod limits;
 mod meta;
+mod metrics;
 mod model;
 mod reshard;
 mod seqnum;
@@ -25,6 +26,7 @@ pub use config::{FanOutConfig, LimitsOverride, ShardLimits, StoreConfig};
 pub use data::{MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES};
 pub use error::{Result, StreamsError};
 pub use hashing::{hash_partition_key, initial_ranges, parse_explicit_hash_key};
+pub use metrics::{OpenProgress, SessionMetrics, ShardMetrics, StoreMetrics};
 pub use model::{
     ConsumerInfo, ConsumerPage, ConsumerRef, ConsumerStatus, CreateStream, IteratorStart, Limits,
     PutEntry, PutOutcome, RecordOut, RecordsPage, ShardFilter, ShardInfo, StreamInfo, StreamMode,

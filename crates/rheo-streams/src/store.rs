@@ -46,6 +46,8 @@ pub(crate) struct Shard {
     limiter: RwLock<Arc<ShardLimiter>>,
     /// Set once a reshard closed the shard; push sessions wait on it as on the log's tip.
     pub(crate) closed: tokio::sync::watch::Sender<Option<ShardClosed>>,
+    /// Traffic, throttling and lag, for metrics.
+    pub(crate) counters: crate::metrics::ShardCounters,
 }
 
 impl Shard {
@@ -225,10 +227,20 @@ pub(crate) async fn blocking<T: Send + 'static>(
 impl Store {
     /// Opens (or creates) the data directory and every stream in it.
     pub async fn open(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store> {
+        Self::open_with_progress(config, clock, Arc::default()).await
+    }
+
+    /// As [`Store::open`], counting the shard logs to open and opened in `progress` (recovery
+    /// after an unclean stop reads each log's tail, which a large data directory makes long).
+    pub async fn open_with_progress(
+        config: StoreConfig,
+        clock: Arc<dyn Clock>,
+        progress: Arc<crate::metrics::OpenProgress>,
+    ) -> Result<Store> {
         let loaded = {
             let config = config.clone();
             let clock = clock.clone();
-            blocking(move || load(&config, clock)).await?
+            blocking(move || load(&config, clock, &progress)).await?
         };
         let (key, streams) = loaded;
         Ok(Store {
@@ -558,6 +570,7 @@ impl Store {
             log: Arc::new(log),
             limiter: RwLock::new(limiter),
             closed: tokio::sync::watch::Sender::new(shard.closed),
+            counters: crate::metrics::ShardCounters::default(),
         }))
     }
 
@@ -1124,6 +1137,7 @@ fn random_u16() -> Result<u16> {
 fn load(
     config: &StoreConfig,
     clock: Arc<dyn Clock>,
+    progress: &crate::metrics::OpenProgress,
 ) -> Result<(TokenKey, BTreeMap<String, Arc<Stream>>)> {
     let data_dir = &config.data_dir;
     let streams_dir = data_dir.join(STREAMS_DIR);
@@ -1150,6 +1164,7 @@ fn load(
     let mut streams = BTreeMap::new();
     let entries =
         std::fs::read_dir(&streams_dir).map_err(|error| internal("list", &streams_dir, error))?;
+    let mut found = Vec::new();
     for entry in entries {
         let dir = entry
             .map_err(|error| internal("list", &streams_dir, error))?
@@ -1163,7 +1178,18 @@ fn load(
             continue;
         };
         remove_stray_shards(&dir, &meta)?;
+        let shards = meta.shards.iter().filter(|shard| !shard.expired).count();
+        progress
+            .total
+            .fetch_add(shards as u64, std::sync::atomic::Ordering::Relaxed);
+        found.push((dir, meta));
+    }
+    for (dir, meta) in found {
+        let shards = meta.shards.iter().filter(|shard| !shard.expired).count();
         let stream = opener.open_stream(dir, meta)?;
+        progress
+            .opened
+            .fetch_add(shards as u64, std::sync::atomic::Ordering::Relaxed);
         *lock(&stream.status) = StreamStatus::Active;
         streams.insert(stream.name.clone(), Arc::new(stream));
     }

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rheo_storage::Record;
@@ -19,6 +20,7 @@ use crate::data::{MAX_GET_RECORDS, child_shards, records_out};
 use crate::error::{Result, StreamsError};
 use crate::limits::Bucket;
 use crate::meta::ConsumerMeta;
+use crate::metrics::add;
 use crate::model::{ConsumerStatus, IteratorStart, SubscribeEvent};
 use crate::seqnum::SequenceNumber;
 use crate::store::{Shard, Store, Stream, lock};
@@ -47,6 +49,25 @@ struct Session {
     started_ms: i64,
     /// The subscription holds the only receiver: once it is dropped the session is over.
     end: watch::Sender<Option<Ended>>,
+    /// MillisBehindLatest of its last event (for metrics).
+    millis_behind: Arc<AtomicU64>,
+}
+
+impl Sessions {
+    /// `(consumer, shard index, millis behind)` of every live session.
+    pub(crate) fn live(&self) -> Vec<(String, u32, u64)> {
+        self.by_key
+            .iter()
+            .filter(|(_, session)| session.live())
+            .map(|((consumer, _, shard), session)| {
+                (
+                    consumer.clone(),
+                    *shard,
+                    session.millis_behind.load(Ordering::Relaxed),
+                )
+            })
+            .collect()
+    }
 }
 
 impl Session {
@@ -118,6 +139,7 @@ impl Store {
         let now = self.now_ms();
         let takeover_ms = fan_out.takeover_after.as_millis() as i64;
         let (end, ended) = watch::channel(None);
+        let millis_behind = Arc::new(AtomicU64::new(0));
         {
             let mut sessions = lock(&stream.sessions);
             sessions
@@ -138,6 +160,7 @@ impl Store {
                 Session {
                     started_ms: now,
                     end,
+                    millis_behind: millis_behind.clone(),
                 },
             );
         }
@@ -155,6 +178,7 @@ impl Store {
             started_ms: now,
             last_event_ms: None,
             bucket: fan_out.rate_bytes_per_sec.map(Bucket::new),
+            millis_behind,
             done: false,
             stream,
         })
@@ -198,6 +222,8 @@ pub struct Subscription {
     started_ms: i64,
     last_event_ms: Option<i64>,
     bucket: Option<Bucket>,
+    /// Shared with the session registry, for metrics.
+    millis_behind: Arc<AtomicU64>,
     done: bool,
     /// Wakes the session when a reshard closes its shard.
     closed: watch::Receiver<Option<crate::meta::ShardClosed>>,
@@ -295,10 +321,15 @@ impl Subscription {
                 return Err(error.into());
             }
         };
+        let bytes: usize = outcome.records.iter().map(Record::size).sum();
         if let Some(bucket) = &self.bucket {
-            let bytes: usize = outcome.records.iter().map(Record::size).sum();
             bucket.charge(bytes as u64);
         }
+        let counters = &self.shard.counters;
+        add(&counters.records_pushed, outcome.records.len() as u64);
+        add(&counters.bytes_pushed, bytes as u64);
+        self.millis_behind
+            .store(outcome.millis_behind_latest, Ordering::Relaxed);
         self.position = outcome.next_sequence;
         self.last_event_ms = Some(now);
         let mut event = self.event(outcome.records, outcome.millis_behind_latest);

@@ -37,6 +37,13 @@ pub(crate) struct ServeArgs {
     /// Shard iterator lifetime in seconds [default: 300].
     #[arg(long, env = "RHEO_ITERATOR_TTL_SECS")]
     pub(crate) iterator_ttl_secs: Option<u64>,
+    /// Address of /metrics, /healthz and /readyz [default: 127.0.0.1:4568].
+    #[arg(long, env = "RHEO_METRICS_LISTEN")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// After SIGTERM, how long to keep serving while reporting not ready, e.g. `5s`
+    /// [default: 0s].
+    #[arg(long, env = "RHEO_SHUTDOWN_DELAY")]
+    pub(crate) shutdown_delay: Option<String>,
 }
 
 /// The TOML file: every key optional.
@@ -56,6 +63,8 @@ struct FileConfig {
     limits: Option<LimitsOverride>,
     fan_out: Option<FanOutFile>,
     reshard_delay: Option<String>,
+    metrics_listen: Option<SocketAddr>,
+    shutdown_delay: Option<String>,
 }
 
 /// The `[fan_out]` table: enhanced fan-out settings.
@@ -117,6 +126,8 @@ impl FanOutFile {
 #[derive(Debug, Clone)]
 pub(crate) struct ServeConfig {
     pub(crate) listen: SocketAddr,
+    pub(crate) metrics_listen: SocketAddr,
+    pub(crate) shutdown_delay: Duration,
     pub(crate) testbed_clock: bool,
     pub(crate) store: StoreConfig,
 }
@@ -186,7 +197,20 @@ impl ServeArgs {
         if self.no_limits {
             store.fan_out.rate_bytes_per_sec = None;
         }
+        let shutdown_delay = match self
+            .shutdown_delay
+            .as_deref()
+            .or(file.shutdown_delay.as_deref())
+        {
+            Some(text) => parse_duration(text).context("shutdown_delay")?,
+            None => Duration::ZERO,
+        };
         Ok(ServeConfig {
+            metrics_listen: self
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or_else(|| "127.0.0.1:4568".parse().expect("valid address")),
+            shutdown_delay,
             listen: self
                 .listen
                 .or(file.listen)
@@ -255,6 +279,8 @@ mod tests {
             testbed_clock: false,
             min_retention_hours: None,
             iterator_ttl_secs: None,
+            metrics_listen: None,
+            shutdown_delay: None,
         };
         let store = args.resolve().unwrap().store;
         assert_eq!(store.reshard_delay, Duration::from_millis(500));

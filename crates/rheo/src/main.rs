@@ -6,12 +6,14 @@ mod bench_fanout;
 mod client;
 mod config;
 mod consumer;
+mod stats;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use rheo_server::{Ops, ServeOptions};
 use rheo_storage::{Clock, OffsetClock, SystemClock};
 use rheo_streams::Store;
 
@@ -45,6 +47,10 @@ enum Command {
     Consumer(consumer::ConsumerArgs),
     /// Move a testbed server's clock.
     Clock(client::ClockArgs),
+    /// A live per-shard view of a server: rates, lag, disk (from its /metrics).
+    Stats(stats::StatsArgs),
+    /// Check a server's health endpoint (exit 0 on 200); for container health checks.
+    Probe(stats::ProbeArgs),
     /// Load-test a running server (start it with --no-limits).
     Bench(bench::BenchArgs),
     /// Measure enhanced fan-out put-to-delivery latency and CPU (start the server with --no-limits).
@@ -86,22 +92,49 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         }
         None => Arc::new(SystemClock),
     };
-    let store = Store::open(config.store.clone(), clock)
-        .await
-        .with_context(|| format!("opening data directory {}", config.store.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
+        .with_context(|| format!("binding {}", config.metrics_listen))?;
     tracing::info!(
         listen = %listener.local_addr()?,
+        metrics = %metrics_listener.local_addr()?,
         data_dir = %config.store.data_dir.display(),
         durability = ?config.store.durability,
         limits = config.store.limits.enabled,
         "rheo starting"
     );
-    rheo_server::run(listener, store, testbed, shutdown_signal())
-        .await
-        .map_err(|error| anyhow::anyhow!(error))
+    // The operations endpoint comes up first: readiness and recovery progress are visible
+    // while the data directory opens.
+    let ops = Ops::new();
+    let (stop_ops, ops_stopped) = tokio::sync::oneshot::channel::<()>();
+    let ops_task = tokio::spawn(rheo_server::serve_ops(
+        metrics_listener,
+        ops.clone(),
+        async {
+            let _ = ops_stopped.await;
+        },
+    ));
+    let progress = ops.progress();
+    let data_dir = config.store.data_dir.clone();
+    let opening = async move {
+        Store::open_with_progress(config.store, clock, progress)
+            .await
+            .inspect_err(|error| {
+                tracing::error!(data_dir = %data_dir.display(), %error, "opening the data directory failed");
+            })
+    };
+    let options = ServeOptions {
+        testbed_clock: testbed,
+        ops,
+        shutdown_delay: config.shutdown_delay,
+    };
+    let served = rheo_server::run(listener, opening, options, shutdown_signal()).await;
+    let _ = stop_ops.send(());
+    ops_task.await??;
+    served.map_err(|error| anyhow::anyhow!(error))
 }
 
 fn verify(data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -126,6 +159,8 @@ async fn main() -> ExitCode {
         Command::Read(args) => client::read(args).await,
         Command::Consumer(args) => consumer::consumer(args).await,
         Command::Clock(args) => client::clock(args).await,
+        Command::Stats(args) => stats::stats(args).await,
+        Command::Probe(args) => stats::probe(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::BenchFanout(args) => bench_fanout::run(args).await,
     };

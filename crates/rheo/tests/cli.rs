@@ -17,19 +17,35 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// True if the operations endpoint on `port` says ready.
+fn ready(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let mut response = String::new();
+    stream
+        .write_all(b"GET /readyz HTTP/1.0\r\n\r\n")
+        .and_then(|()| stream.read_to_string(&mut response))
+        .is_ok()
+        && response.starts_with("HTTP/1.0 200")
+}
+
 struct Server {
     child: Child,
     endpoint: String,
+    metrics: String,
 }
 
 impl Server {
     fn start(data_dir: &Path, extra: &[&str]) -> Server {
         let port = free_port();
+        let metrics_port = free_port();
         let config = data_dir.with_extension("toml");
         std::fs::write(
             &config,
             format!(
-                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\n[limits]\nenabled = false\n",
+                "data_dir = {:?}\nlisten = \"127.0.0.1:{port}\"\nmetrics_listen = \"127.0.0.1:{metrics_port}\"\n[limits]\nenabled = false\n",
                 data_dir
             ),
         )
@@ -43,18 +59,30 @@ impl Server {
             .spawn()
             .unwrap();
         let endpoint = format!("http://127.0.0.1:{port}");
+        // Ready once /readyz answers 200: the gRPC port opens before the data directory does.
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !ready(metrics_port) {
             assert!(Instant::now() < deadline, "rheo serve did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server { child, endpoint }
+        Server {
+            child,
+            endpoint,
+            metrics: format!("http://127.0.0.1:{metrics_port}"),
+        }
     }
 
     fn run(&self, args: &[&str], stdin: &str) -> Output {
+        // `probe` and `stats` talk to the operations endpoint, given in their own flags.
+        let grpc = !matches!(args.first(), Some(&"probe" | &"stats"));
+        let endpoint: &[&str] = if grpc {
+            &["--endpoint", &self.endpoint]
+        } else {
+            &[]
+        };
         let mut child = Command::new(RHEO)
             .args(args)
-            .args(["--endpoint", &self.endpoint])
+            .args(endpoint)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -176,6 +204,36 @@ fn operator_commands_against_a_real_server() {
             ""
         ),
         "deregistered audit\n"
+    );
+
+    // The operations endpoint: readiness for probes, a per-shard view for humans.
+    let ready = format!("{}/readyz", server.metrics);
+    assert_eq!(server.ok(&["probe", "--url", &ready], ""), "ready\n");
+    let missing_page = format!("{}/nope", server.metrics);
+    assert!(
+        !server
+            .run(&["probe", "--url", &missing_page], "")
+            .status
+            .success()
+    );
+    let stats = server.ok(
+        &[
+            "stats",
+            "--metrics-endpoint",
+            &server.metrics,
+            "--interval",
+            "100ms",
+            "--count",
+            "1",
+        ],
+        "",
+    );
+    assert!(stats.starts_with("STREAM"), "{stats}");
+    assert!(
+        stats.lines().any(|line| line.starts_with("events")
+            && line.contains("shardId-000000000000")
+            && line.contains("open")),
+        "{stats}"
     );
 
     let missing = server.run(&["read", "--stream", "nope"], "");
