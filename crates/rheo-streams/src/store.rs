@@ -48,6 +48,8 @@ pub(crate) struct Shard {
     pub(crate) closed: tokio::sync::watch::Sender<Option<ShardClosed>>,
     /// Traffic, throttling and lag, for metrics.
     pub(crate) counters: crate::metrics::ShardCounters,
+    /// The newest push read that reached the tip, shared by caught-up sessions.
+    pub(crate) recent_read: Mutex<Option<crate::subscribe::RecentRead>>,
 }
 
 impl Shard {
@@ -571,6 +573,7 @@ impl Store {
             limiter: RwLock::new(limiter),
             closed: tokio::sync::watch::Sender::new(shard.closed),
             counters: crate::metrics::ShardCounters::default(),
+            recent_read: Mutex::new(None),
         }))
     }
 

@@ -21,7 +21,7 @@ use crate::error::{Result, StreamsError};
 use crate::limits::Bucket;
 use crate::meta::ConsumerMeta;
 use crate::metrics::add;
-use crate::model::{ConsumerStatus, IteratorStart, SubscribeEvent};
+use crate::model::{ConsumerStatus, IteratorStart, RecordOut, SubscribeEvent};
 use crate::seqnum::SequenceNumber;
 use crate::store::{Shard, Store, Stream, lock};
 
@@ -96,6 +96,34 @@ impl Stream {
             .values()
             .filter(|session| session.live())
             .count()
+    }
+}
+
+/// The records of a shard's newest read that reached the tip, shared by the shard's push
+/// sessions: when several consumers are caught up, one reads and decodes each commit and the
+/// others take the same records.
+#[derive(Debug)]
+pub(crate) struct RecentRead {
+    from: u64,
+    next: u64,
+    bytes: usize,
+    millis_behind: u64,
+    records: Arc<Vec<RecordOut>>,
+}
+
+impl Shard {
+    fn recent_read(&self, from: u64, max_bytes: usize) -> Option<RecentRead> {
+        lock(&self.recent_read)
+            .as_ref()
+            .filter(|recent| recent.from == from && recent.bytes <= max_bytes)
+            .map(|recent| RecentRead {
+                records: recent.records.clone(),
+                ..*recent
+            })
+    }
+
+    fn keep_recent_read(&self, read: RecentRead) {
+        *lock(&self.recent_read) = Some(read);
     }
 }
 
@@ -303,6 +331,56 @@ impl Subscription {
     }
 
     async fn read_event(&mut self, now: i64, tip: u64, max_bytes: usize) -> Result<SubscribeEvent> {
+        // Shared records are never older than retention, as a read's are not.
+        let retained_from = now - self.shard.log.retention().as_millis() as i64;
+        let recent = self
+            .shard
+            .recent_read(self.position, max_bytes)
+            .filter(|recent| {
+                recent
+                    .records
+                    .first()
+                    .is_none_or(|first| first.arrival_ms >= retained_from)
+            });
+        let (records, next, millis_behind) = match recent {
+            // Another session just read the same records: share them.
+            Some(recent) => (
+                recent.records.as_ref().clone(),
+                recent.next,
+                if recent.next >= tip {
+                    0
+                } else {
+                    recent.millis_behind
+                },
+            ),
+            None => self.read_log(tip, max_bytes).await?,
+        };
+        let bytes: usize = records
+            .iter()
+            .map(|record| record.data.len() + record.partition_key.len())
+            .sum();
+        if let Some(bucket) = &self.bucket {
+            bucket.charge(bytes as u64);
+        }
+        let counters = &self.shard.counters;
+        add(&counters.records_pushed, records.len() as u64);
+        add(&counters.bytes_pushed, bytes as u64);
+        self.millis_behind.store(millis_behind, Ordering::Relaxed);
+        self.position = next;
+        self.last_event_ms = Some(now);
+        let mut event = self.event(records, millis_behind);
+        if self.shard.ended_at(self.position) {
+            // The last records of a closed shard: this is the final event.
+            self.done = true;
+            event.continuation_sequence_number = None;
+            event.child_shards = child_shards(&self.stream.topology(), self.shard.index);
+        }
+        Ok(event)
+    }
+
+    /// Reads from the log at the session's position; a read that reaches the tip is kept for
+    /// the shard's other sessions, which usually want exactly those records next.
+    async fn read_log(&mut self, tip: u64, max_bytes: usize) -> Result<(Vec<RecordOut>, u64, u64)> {
         let log = self.shard.log.clone();
         let from = self.position;
         let read = move || log.read(from, MAX_GET_RECORDS, max_bytes);
@@ -322,29 +400,22 @@ impl Subscription {
             }
         };
         let bytes: usize = outcome.records.iter().map(Record::size).sum();
-        if let Some(bucket) = &self.bucket {
-            bucket.charge(bytes as u64);
+        let records = records_out(self.shard.index, outcome.records);
+        if outcome.next_sequence >= tip {
+            self.shard.keep_recent_read(RecentRead {
+                from,
+                next: outcome.next_sequence,
+                bytes,
+                millis_behind: outcome.millis_behind_latest,
+                records: Arc::new(records.clone()),
+            });
         }
-        let counters = &self.shard.counters;
-        add(&counters.records_pushed, outcome.records.len() as u64);
-        add(&counters.bytes_pushed, bytes as u64);
-        self.millis_behind
-            .store(outcome.millis_behind_latest, Ordering::Relaxed);
-        self.position = outcome.next_sequence;
-        self.last_event_ms = Some(now);
-        let mut event = self.event(outcome.records, outcome.millis_behind_latest);
-        if self.shard.ended_at(self.position) {
-            // The last records of a closed shard: this is the final event.
-            self.done = true;
-            event.continuation_sequence_number = None;
-            event.child_shards = child_shards(&self.stream.topology(), self.shard.index);
-        }
-        Ok(event)
+        Ok((records, outcome.next_sequence, outcome.millis_behind_latest))
     }
 
-    fn event(&self, records: Vec<Record>, millis_behind_latest: u64) -> SubscribeEvent {
+    fn event(&self, records: Vec<RecordOut>, millis_behind_latest: u64) -> SubscribeEvent {
         SubscribeEvent {
-            records: records_out(self.shard.index, records),
+            records,
             // The last record delivered (or the one before the position): resuming AFTER it
             // continues exactly here.
             continuation_sequence_number: Some(
