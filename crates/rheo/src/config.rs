@@ -118,6 +118,15 @@ impl FanOutFile {
             }
             config.event_max_bytes = bytes;
         }
+        if config.session_lifetime < config.takeover_after {
+            // Every resubscription would be refused by the 5-second rule until the earlier
+            // session is `takeover_after` old.
+            bail!(
+                "fan_out.session_lifetime ({:?}) must be at least fan_out.takeover_after ({:?})",
+                config.session_lifetime,
+                config.takeover_after
+            );
+        }
         Ok(())
     }
 }
@@ -294,5 +303,8 @@ mod tests {
         assert_eq!(fan_out.activation_delay, Duration::from_secs(3));
         std::fs::write(&path, "[fan_out]\nheartbeat = \"0s\"\n").unwrap();
         assert!(args.resolve().is_err(), "a zero heartbeat is refused");
+        std::fs::write(&path, "[fan_out]\nsession_lifetime = \"3s\"\n").unwrap();
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(error.contains("takeover_after"), "{error}");
     }
 }
