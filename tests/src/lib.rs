@@ -77,6 +77,7 @@ impl TestServer {
             shutdown_delay: Duration::ZERO,
         };
         let served = store.clone();
+        let readiness = ops.clone();
         let task = tokio::spawn(async move {
             let (stop_ops, ops_stopped) = oneshot::channel::<()>();
             let ops_task = tokio::spawn(rheo_server::serve_ops(ops_listener, ops, async {
@@ -90,6 +91,14 @@ impl TestServer {
             let _ = stop_ops.send(());
             ops_task.await.expect("ops task").expect("ops served");
         });
+        // The gRPC port answers UNAVAILABLE until the store is handed over: wait for ready.
+        for _ in 0..500 {
+            if readiness.ready() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(readiness.ready(), "the test server became ready");
         TestServer {
             addr,
             ops_addr,

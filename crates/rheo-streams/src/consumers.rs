@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
+use crate::control::page_size;
 use crate::error::{Result, StreamsError};
 use crate::meta::ConsumerMeta;
 use crate::model::{ConsumerInfo, ConsumerPage, ConsumerRef, ConsumerStatus};
-use crate::store::{Store, Stream, lock, page_size, validate_stream_name};
+use crate::store::{Store, Stream, lock, validate_stream_name};
 use crate::subscribe::Ended;
 
 /// A consumer ARN taken apart.

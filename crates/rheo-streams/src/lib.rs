@@ -9,18 +9,23 @@
 
 mod config;
 mod consumers;
+mod control;
 mod data;
 mod error;
 mod hashing;
 mod limits;
+mod load;
+mod maintenance;
 mod meta;
 mod metrics;
 mod model;
 mod reshard;
 mod seqnum;
+mod shards;
 mod store;
 mod subscribe;
 mod token;
+mod topology;
 
 pub use config::{FanOutConfig, LimitsOverride, ShardLimits, StoreConfig};
 pub use data::{MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES};

@@ -1,0 +1,130 @@
+//! Opening a data directory: the token key, every stream, and the clean-up of what an
+//! interrupted creation, reshard or expiry left behind.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use rheo_storage::Clock;
+
+use crate::config::StoreConfig;
+use crate::error::{Result, StreamsError};
+use crate::meta::{self, StreamMeta};
+use crate::model::StreamStatus;
+use crate::store::{Inner, KEY_FILE, STREAMS_DIR, Store, Stream, TRASH_DIR, internal, lock};
+use crate::token::TokenKey;
+
+/// Loads the token key and every stream; removes interrupted creations and the trash.
+pub(crate) fn load(
+    config: &StoreConfig,
+    clock: Arc<dyn Clock>,
+    progress: &crate::metrics::OpenProgress,
+) -> Result<(TokenKey, BTreeMap<String, Arc<Stream>>)> {
+    let data_dir = &config.data_dir;
+    let streams_dir = data_dir.join(STREAMS_DIR);
+    std::fs::create_dir_all(&streams_dir)
+        .map_err(|error| internal("create", &streams_dir, error))?;
+    let trash = data_dir.join(TRASH_DIR);
+    if trash.exists() {
+        std::fs::remove_dir_all(&trash).map_err(|error| internal("empty", &trash, error))?;
+    }
+    let key = load_key(data_dir)?;
+    // A store without its Arc yet: open_stream needs only the config and clock.
+    let opener = Store {
+        inner: Arc::new(Inner {
+            config: config.clone(),
+            clock,
+            key: key.clone(),
+            streams: RwLock::new(BTreeMap::new()),
+            control: tokio::sync::Mutex::new(()),
+            clock_moved: tokio::sync::watch::Sender::new(0),
+            #[cfg(test)]
+            crash_at: std::sync::Mutex::new(None),
+        }),
+    };
+    let mut streams = BTreeMap::new();
+    let entries =
+        std::fs::read_dir(&streams_dir).map_err(|error| internal("list", &streams_dir, error))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let dir = entry
+            .map_err(|error| internal("list", &streams_dir, error))?
+            .path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let Some(meta) = meta::read(&dir)? else {
+            tracing::warn!(dir = %dir.display(), "removing a stream whose creation was interrupted");
+            std::fs::remove_dir_all(&dir).map_err(|error| internal("remove", &dir, error))?;
+            continue;
+        };
+        remove_stray_shards(&dir, &meta)?;
+        let shards = meta.shards.iter().filter(|shard| !shard.expired).count();
+        progress
+            .total
+            .fetch_add(shards as u64, std::sync::atomic::Ordering::Relaxed);
+        found.push((dir, meta));
+    }
+    for (dir, meta) in found {
+        let shards = meta.shards.iter().filter(|shard| !shard.expired).count();
+        let stream = opener.open_stream(dir, meta)?;
+        progress
+            .opened
+            .fetch_add(shards as u64, std::sync::atomic::Ordering::Relaxed);
+        *lock(&stream.status) = StreamStatus::Active;
+        streams.insert(stream.name.clone(), Arc::new(stream));
+    }
+    tracing::info!(data_dir = %data_dir.display(), streams = streams.len(), "loaded streams");
+    Ok((key, streams))
+}
+
+/// Removes shard directories the metadata does not list as kept: children of a reshard that a
+/// crash interrupted before its commit point, and expired shards whose removal was cut short.
+fn remove_stray_shards(dir: &Path, meta: &StreamMeta) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|error| internal("list", dir, error))?;
+    let mut removed = false;
+    for entry in entries {
+        let path = entry.map_err(|error| internal("list", dir, error))?.path();
+        let Some(index) = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.strip_prefix("shardId-"))
+            .and_then(|index| index.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let kept = meta
+            .shards
+            .iter()
+            .any(|shard| shard.index == index && !shard.expired);
+        if !kept {
+            tracing::warn!(path = %path.display(), "removing a shard the stream does not keep (an interrupted reshard or expiry)");
+            std::fs::remove_dir_all(&path).map_err(|error| internal("remove", &path, error))?;
+            removed = true;
+        }
+    }
+    if removed {
+        meta::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+fn load_key(data_dir: &Path) -> Result<TokenKey> {
+    let path = data_dir.join(KEY_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
+                StreamsError::Internal(format!("{} must hold 32 bytes", path.display()))
+            })?;
+            Ok(TokenKey::from_bytes(bytes))
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|error| StreamsError::Internal(format!("no randomness: {error}")))?;
+            meta::write_atomically(data_dir, KEY_FILE, &bytes)?;
+            Ok(TokenKey::from_bytes(bytes))
+        }
+        Err(error) => Err(internal("read", &path, error)),
+    }
+}
