@@ -143,6 +143,26 @@ pub fn test_config() -> StoreConfig {
     }
 }
 
+/// Test settings without throughput limits or push shaping (for tests about something else).
+pub fn unlimited_config() -> StoreConfig {
+    let mut config = test_config();
+    config.limits.enabled = false;
+    config.fan_out.rate_bytes_per_sec = None;
+    config
+}
+
+/// Creates provisioned stream `name` with `shards` shards.
+pub async fn create_stream(client: &mut KinesisClient<Channel>, name: &str, shards: i32) {
+    client
+        .create_stream(rheo_proto::v1::CreateStreamRequest {
+            stream_name: name.into(),
+            shard_count: Some(shards),
+            ..Default::default()
+        })
+        .await
+        .expect("create stream");
+}
+
 /// The Kinesis exception name a status carries.
 pub fn reason(status: &tonic::Status) -> String {
     rheo_server::kinesis_name(status).unwrap_or_else(|| format!("no ErrorInfo in {status:?}"))

@@ -8,30 +8,11 @@ use bytes::Bytes;
 use rheo_proto::v1 as pb;
 use rheo_proto::v1::kinesis_client::KinesisClient;
 use rheo_streams::StoreConfig;
-use rheo_tests::{TestServer, reason, test_config};
+use rheo_tests::{TestServer, create_stream as create, reason, unlimited_config as config};
 use tonic::Streaming;
 use tonic::transport::Channel;
 
 type Client = KinesisClient<Channel>;
-
-/// Test settings without throughput limits or push shaping (tests that need them set them).
-fn config() -> StoreConfig {
-    let mut config = test_config();
-    config.limits.enabled = false;
-    config.fan_out.rate_bytes_per_sec = None;
-    config
-}
-
-async fn create(client: &mut Client, name: &str, shards: i32) {
-    client
-        .create_stream(pb::CreateStreamRequest {
-            stream_name: name.into(),
-            shard_count: Some(shards),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
 
 async fn register(
     client: &mut Client,

@@ -10,29 +10,12 @@ use rheo_client::{LineageReader, Start};
 use rheo_proto::v1 as pb;
 use rheo_proto::v1::kinesis_client::KinesisClient;
 use rheo_storage::Clock;
-use rheo_streams::StoreConfig;
-use rheo_tests::{TestServer, reason, test_config};
+use rheo_tests::{
+    TestServer, create_stream as create, reason, test_config, unlimited_config as config,
+};
 use tonic::transport::Channel;
 
 type Client = KinesisClient<Channel>;
-
-fn config() -> StoreConfig {
-    let mut config = test_config();
-    config.limits.enabled = false;
-    config.fan_out.rate_bytes_per_sec = None;
-    config
-}
-
-async fn create(client: &mut Client, name: &str, shards: i32) {
-    client
-        .create_stream(pb::CreateStreamRequest {
-            stream_name: name.into(),
-            shard_count: Some(shards),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
 
 async fn list(client: &mut Client, filter: pb::ShardFilter) -> Vec<pb::Shard> {
     client

@@ -242,28 +242,25 @@ impl Collector for StoreCollector {
         )?;
 
         type PerShard = fn(&rheo_streams::ShardMetrics) -> u64;
-        let counters: [(&str, &str, Option<&str>, PerShard); 4] = [
-            ("rheo_records_in", "Records written", None, |s| s.records_in),
+        let counters: [(&str, &str, PerShard); 4] = [
+            ("rheo_records_in", "Records written", |s| s.records_in),
             (
                 "rheo_bytes_in",
                 "Bytes written (data and partition keys)",
-                None,
                 |s| s.bytes_in,
             ),
             (
                 "rheo_retention_deleted_segments",
                 "Segments deleted by retention",
-                None,
                 |s| s.log.retention_deleted_segments,
             ),
             (
                 "rheo_corruptions",
                 "Reads that stopped at corrupt data",
-                None,
                 |s| s.log.corruptions,
             ),
         ];
-        for (name, help, _, value) in counters {
+        for (name, help, value) in counters {
             let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
             for shard in &metrics.shards {
                 let labels = [

@@ -6,6 +6,7 @@ use rheo_storage::{Callback, Completion, Position, Record, RecordInput};
 
 use crate::error::{Result, StreamsError};
 use crate::hashing::{hash_partition_key, parse_explicit_hash_key};
+use crate::limits::ShardLimiter;
 use crate::metrics::add;
 use crate::model::{
     IteratorStart, PutEntry, PutOutcome, RecordOut, RecordsPage, ShardInfo, format_time,
@@ -148,32 +149,41 @@ impl Store {
             .collect();
 
         let mut outcomes: Vec<Option<PutOutcome>> = vec![None; routed.len()];
-        // Group admitted records by shard, keeping request order within each shard.
-        let mut by_shard: Vec<(Arc<Shard>, Vec<usize>)> = Vec::new();
+        // Group admitted records by shard, keeping request order within each shard; each
+        // shard's limiter is looked up once per call, not once per record.
+        let mut by_shard: Vec<(Arc<Shard>, Arc<ShardLimiter>, Vec<usize>)> = Vec::new();
         for (index, record) in routed.iter().enumerate() {
+            let at = match by_shard
+                .iter()
+                .position(|(shard, _, _)| shard.index == record.shard.index)
+            {
+                Some(at) => at,
+                None => {
+                    by_shard.push((record.shard.clone(), record.shard.limiter(), Vec::new()));
+                    by_shard.len() - 1
+                }
+            };
+            let (shard, limiter, indexes) = &mut by_shard[at];
             let size = (record.entry.partition_key.len() + record.entry.data.len()) as u64;
-            if !record.shard.limiter().admit_write(1, size) {
-                add(&record.shard.counters.throttled_writes, 1);
-                outcomes[index] = Some(PutOutcome::Failed {
-                    error_code: "ProvisionedThroughputExceededException".into(),
-                    error_message: format!(
-                        "Rate exceeded for shard {} in stream {name} under account {}.",
-                        record.shard.id, self.inner.config.account_id
-                    ),
-                });
+            if limiter.admit_write(1, size) {
+                indexes.push(index);
                 continue;
             }
-            match by_shard
-                .iter_mut()
-                .find(|(shard, _)| shard.index == record.shard.index)
-            {
-                Some((_, indexes)) => indexes.push(index),
-                None => by_shard.push((record.shard.clone(), vec![index])),
-            }
+            add(&shard.counters.throttled_writes, 1);
+            outcomes[index] = Some(PutOutcome::Failed {
+                error_code: "ProvisionedThroughputExceededException".into(),
+                error_message: format!(
+                    "Rate exceeded for shard {} in stream {name} under account {}.",
+                    shard.id, self.inner.config.account_id
+                ),
+            });
         }
         let routed = Arc::new(routed);
         let mut pending = Vec::with_capacity(by_shard.len());
-        for (shard, indexes) in by_shard {
+        for (shard, _, indexes) in by_shard {
+            if indexes.is_empty() {
+                continue; // every record of this shard was throttled
+            }
             let waiting =
                 append_without_blocking(shard.clone(), routed.clone(), indexes.clone()).await;
             pending.push((shard, indexes, waiting));

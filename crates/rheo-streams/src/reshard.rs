@@ -330,39 +330,37 @@ impl Store {
         let stream = self.stream(name)?;
         let _updating = self.start_updating(&stream)?;
         let now = self.now_ms();
-        let _control = self.inner.control.lock().await;
-        let mut updated = lock(&stream.meta).clone();
-        if updated.mode == mode {
-            return Err(StreamsError::InvalidArgument(format!(
-                "Stream {name} under account {} is already in mode {mode:?}",
-                self.inner.config.account_id
-            )));
-        }
-        if mode == StreamMode::OnDemand {
-            let limits = self.describe_limits();
-            if limits.on_demand_stream_count >= limits.on_demand_stream_count_limit {
-                return Err(StreamsError::LimitExceeded(format!(
-                    "The account already has {} on-demand streams, the limit",
-                    limits.on_demand_stream_count
+        let account = &self.inner.config.account_id;
+        self.update_meta(&stream, |updated| {
+            if updated.mode == mode {
+                return Err(StreamsError::InvalidArgument(format!(
+                    "Stream {name} under account {account} is already in mode {mode:?}"
                 )));
             }
-        }
-        updated.mode_changes_ms.retain(|at| now - at < DAY_MS);
-        if updated.mode_changes_ms.len() >= MODE_CHANGES_PER_DAY {
-            return Err(StreamsError::LimitExceeded(format!(
-                "The mode of stream {name} was already changed {MODE_CHANGES_PER_DAY} times in the last 24 hours"
-            )));
-        }
-        updated.mode_changes_ms.push(now);
-        updated.mode = mode;
-        let dir = stream.dir.clone();
-        let to_write = updated.clone();
-        crate::store::blocking(move || meta::write(&dir, &to_write)).await?;
-        let limiters = self.limiters(&updated);
+            if mode == StreamMode::OnDemand {
+                let limits = self.describe_limits();
+                if limits.on_demand_stream_count >= limits.on_demand_stream_count_limit {
+                    return Err(StreamsError::LimitExceeded(format!(
+                        "The account already has {} on-demand streams, the limit",
+                        limits.on_demand_stream_count
+                    )));
+                }
+            }
+            updated.mode_changes_ms.retain(|at| now - at < DAY_MS);
+            if updated.mode_changes_ms.len() >= MODE_CHANGES_PER_DAY {
+                return Err(StreamsError::LimitExceeded(format!(
+                    "The mode of stream {name} was already changed {MODE_CHANGES_PER_DAY} times in the last 24 hours"
+                )));
+            }
+            updated.mode_changes_ms.push(now);
+            updated.mode = mode;
+            Ok(())
+        })
+        .await?;
+        let limiters = self.limiters(&lock(&stream.meta));
         for shard in &stream.topology().shards {
             shard.set_limiter(limiters(shard.index));
         }
-        *lock(&stream.meta) = updated;
         tracing::info!(stream = %name, ?mode, "changed stream mode");
         Ok(())
     }

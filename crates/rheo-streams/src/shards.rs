@@ -99,13 +99,6 @@ impl Store {
         let created_ms = lock(&stream.meta).created_ms;
         let topology = stream.topology();
         let closed_ms = |shard: &Shard| shard.closed().map(|closed| closed.closed_ms);
-        let created = |shard: &Shard| {
-            lock(&stream.meta)
-                .shards
-                .iter()
-                .find(|meta| meta.index == shard.index)
-                .map_or(created_ms, |meta| meta.created_ms)
-        };
         let keep = |shard: &Shard| -> bool {
             match &filter {
                 ShardFilter::AtLatest => shard.closed().is_none(),
@@ -116,7 +109,7 @@ impl Store {
                 ShardFilter::FromTrimHorizon | ShardFilter::AfterShardId(_) => true,
                 ShardFilter::AtTimestamp(at) => {
                     let at = (*at).max(created_ms);
-                    created(shard) <= at && closed_ms(shard).is_none_or(|closed| closed > at)
+                    shard.created_ms <= at && closed_ms(shard).is_none_or(|closed| closed > at)
                 }
                 ShardFilter::FromTimestamp(at) => {
                     let at = (*at).max(created_ms);

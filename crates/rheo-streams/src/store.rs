@@ -470,6 +470,7 @@ impl Store {
             ending_hash_key: parse(&shard.ending_hash_key)?,
             parent: shard.parent,
             adjacent_parent: shard.adjacent_parent,
+            created_ms: shard.created_ms,
             log: Arc::new(log),
             limiter: RwLock::new(limiter),
             closed: tokio::sync::watch::Sender::new(shard.closed),

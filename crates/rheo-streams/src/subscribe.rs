@@ -15,13 +15,12 @@ use std::time::Duration;
 use rheo_storage::Record;
 use tokio::sync::watch;
 
-use crate::consumers::parse_consumer_arn;
 use crate::data::{MAX_GET_RECORDS, child_shards, records_out};
 use crate::error::{Result, StreamsError};
 use crate::limits::Bucket;
 use crate::meta::ConsumerMeta;
 use crate::metrics::add;
-use crate::model::{ConsumerStatus, IteratorStart, RecordOut, SubscribeEvent};
+use crate::model::{ConsumerRef, ConsumerStatus, IteratorStart, RecordOut, SubscribeEvent};
 use crate::seqnum::SequenceNumber;
 use crate::store::{Shard, Store, Stream, lock};
 
@@ -142,19 +141,10 @@ impl Store {
         shard_id: &str,
         start: IteratorStart,
     ) -> Result<Subscription> {
-        let arn = parse_consumer_arn(consumer_arn)?;
-        let stream = self.stream(&arn.stream)?;
-        let consumer = lock(&stream.meta)
-            .consumers
-            .iter()
-            .find(|c| c.name == arn.name && c.arn_secs == arn.secs)
-            .cloned()
-            .ok_or_else(|| {
-                StreamsError::ResourceNotFound(format!(
-                    "Consumer {consumer_arn} under account {} not found.",
-                    self.inner.config.account_id
-                ))
-            })?;
+        let (stream, consumer) = self.find_consumer(&ConsumerRef {
+            consumer_arn: consumer_arn.to_string(),
+            ..ConsumerRef::default()
+        })?;
         if self.consumer_status(&consumer) != ConsumerStatus::Active {
             return Err(StreamsError::ResourceInUse(format!(
                 "Consumer {consumer_arn} is not ACTIVE yet"

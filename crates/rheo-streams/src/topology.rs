@@ -19,6 +19,8 @@ pub(crate) struct Shard {
     pub(crate) parent: Option<u32>,
     /// For a child of a merge: the other parent's index.
     pub(crate) adjacent_parent: Option<u32>,
+    /// When the stream or the reshard that made it created it, ms since the epoch.
+    pub(crate) created_ms: i64,
     pub(crate) log: Arc<ShardLog>,
     /// Its throughput limits (one limiter is shared by every shard of an on-demand stream);
     /// replaced when the stream's mode changes.
