@@ -44,12 +44,29 @@ impl TestServer {
         config: StoreConfig,
         clock: OffsetClock,
     ) -> TestServer {
-        Self::start_inner(data_dir, config, clock, true).await
+        Self::start_inner(data_dir, config, clock, true, ServeOptions::default()).await
+    }
+
+    /// Starts a server with serving options (authentication, TLS, a separate Kinesis HTTP
+    /// listener); its testbed clock and metrics are set here.
+    pub async fn start_with_options(
+        data_dir: &Path,
+        config: StoreConfig,
+        options: ServeOptions,
+    ) -> TestServer {
+        Self::start_inner(data_dir, config, OffsetClock::new(), true, options).await
     }
 
     /// Starts a server whose Admin service refuses to move the clock (the default setting).
     pub async fn start_without_testbed(data_dir: &Path, config: StoreConfig) -> TestServer {
-        Self::start_inner(data_dir, config, OffsetClock::new(), false).await
+        Self::start_inner(
+            data_dir,
+            config,
+            OffsetClock::new(),
+            false,
+            ServeOptions::default(),
+        )
+        .await
     }
 
     async fn start_inner(
@@ -57,6 +74,7 @@ impl TestServer {
         mut config: StoreConfig,
         clock: OffsetClock,
         testbed: bool,
+        options: ServeOptions,
     ) -> TestServer {
         config.data_dir = data_dir.to_path_buf();
         let shared: Arc<dyn Clock> = Arc::new(clock.clone());
@@ -75,6 +93,7 @@ impl TestServer {
             testbed_clock: testbed.then(|| clock.clone()),
             ops: ops.clone(),
             shutdown_delay: Duration::ZERO,
+            ..options
         };
         let served = store.clone();
         let readiness = ops.clone();

@@ -242,6 +242,7 @@ async fn readiness_follows_start_up_and_shutdown() {
         testbed_clock: None,
         ops: ops.clone(),
         shutdown_delay: Duration::from_secs(1),
+        ..ServeOptions::default()
     };
     let server = tokio::spawn(async move {
         let opening = async move {

@@ -1,4 +1,5 @@
-//! The one place domain errors become gRPC statuses. Every status carries a
+//! The one place errors become wire errors: gRPC statuses, and the Kinesis HTTP front end's
+//! `{"__type", "message"}` answers with their HTTP status codes. Every gRPC status carries a
 //! `google.rpc.ErrorInfo` whose `reason` is the Kinesis exception name, so clients in any
 //! language can branch on it.
 
@@ -29,6 +30,84 @@ pub fn to_status(error: StreamsError) -> Status {
         std::collections::HashMap::<String, String>::new(),
     );
     Status::with_error_details(code, error.to_string(), details)
+}
+
+/// An error of the Kinesis HTTP protocol: the `__type` a client branches on, the HTTP status
+/// and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WireError {
+    pub(crate) name: &'static str,
+    pub(crate) status: u16,
+    pub(crate) message: String,
+}
+
+impl WireError {
+    /// A domain error as Kinesis answers it over HTTP: 400 for the caller's errors, 500 for
+    /// internal failures, 503 while the store opens.
+    pub(crate) fn from_domain(error: StreamsError) -> WireError {
+        let status = match &error {
+            StreamsError::ResourceNotFound(_)
+            | StreamsError::ResourceInUse(_)
+            | StreamsError::InvalidArgument(_)
+            | StreamsError::Validation(_)
+            | StreamsError::LimitExceeded(_)
+            | StreamsError::ProvisionedThroughputExceeded(_)
+            | StreamsError::ExpiredIterator(_)
+            | StreamsError::ExpiredNextToken(_) => 400,
+            StreamsError::Internal(_) => 500,
+            StreamsError::Unavailable(_) => 503,
+        };
+        WireError {
+            name: error.kinesis_name(),
+            status,
+            message: error.to_string(),
+        }
+    }
+
+    /// A body that does not decode as the operation's input.
+    pub(crate) fn serialization(message: String) -> WireError {
+        WireError {
+            name: "SerializationException",
+            status: 400,
+            message,
+        }
+    }
+
+    /// An `X-Amz-Target` that names no operation Rheo serves.
+    pub(crate) fn unknown_operation(message: String) -> WireError {
+        WireError {
+            name: "UnknownOperationException",
+            status: 400,
+            message,
+        }
+    }
+
+    /// Anything but `POST`, as Kinesis answers it.
+    pub(crate) fn access_denied(message: String) -> WireError {
+        WireError {
+            name: "AccessDeniedException",
+            status: 400,
+            message,
+        }
+    }
+
+    /// A request whose SigV4 signature is missing, malformed, unknown, wrong or stale.
+    pub(crate) fn from_auth(error: &rheo_awswire::sigv4::SigV4Error) -> WireError {
+        WireError {
+            name: error.aws_name(),
+            status: error.http_status(),
+            message: error.to_string(),
+        }
+    }
+
+    /// A body over the request size cap.
+    pub(crate) fn too_large(message: String) -> WireError {
+        WireError {
+            name: "SerializationException",
+            status: 413,
+            message,
+        }
+    }
 }
 
 /// The Kinesis exception name carried by a status from this server, if any.

@@ -9,8 +9,11 @@ mod admin;
 mod convert;
 mod error;
 mod handlers;
+mod kinesis;
 mod ops;
+mod serve;
 mod service;
+mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -25,14 +28,16 @@ use tonic::transport::server::TcpIncoming;
 
 pub use admin::AdminService;
 pub use error::{ERROR_DOMAIN, kinesis_name, to_status};
+pub use kinesis::Authentication;
 pub use ops::{Ops, serve_ops};
 pub use service::KinesisService;
+pub use tls::{TlsError, TlsFiles};
 
 /// Largest gRPC message accepted or sent: a 10 MiB PutRecords or GetRecords plus framing.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How [`run`] serves, besides the listener and the store.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ServeOptions {
     /// The store's clock when the server runs as a retention testbed: the Admin service then
     /// lets clients move it forward.
@@ -42,6 +47,14 @@ pub struct ServeOptions {
     /// After a shutdown signal, how long to keep serving while reporting not ready, so load
     /// balancers stop sending calls before the server stops accepting them. Default: 0.
     pub shutdown_delay: Duration,
+    /// How Kinesis HTTP requests are authenticated. Default: any well-formed SigV4 header.
+    pub authentication: Authentication,
+    /// Serve TLS (ALPN `h2`, `http/1.1`) with this certificate and key, on every port `run`
+    /// serves. Default: clear text.
+    pub tls: Option<TlsFiles>,
+    /// Serve the Kinesis HTTP API on this listener only, and gRPC alone on the main one.
+    /// Default: both on the main listener.
+    pub kinesis_listener: Option<TcpListener>,
 }
 
 /// Serves on `listener` until `shutdown` resolves. The gRPC port (with the health service
@@ -58,7 +71,11 @@ pub async fn run(
         testbed_clock,
         ops,
         shutdown_delay,
+        authentication,
+        tls,
+        kinesis_listener,
     } = options;
+    let tls = tls.map(|files| files.acceptor()).transpose()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_not_serving::<KinesisServer<KinesisService>>()
@@ -76,25 +93,58 @@ pub async fn run(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService::new(testbed_clock, opened.clone()));
-    tracing::info!(address = %listener.local_addr()?, "serving gRPC");
-    // Small responses must not wait for delayed ACKs (Nagle's algorithm costs 40 ms a call).
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(kinesis)
-            .add_service(admin)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
-    let stop_serving = |stop: tokio::sync::oneshot::Sender<()>| async move {
-        let _ = stop.send(());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let grpc = tonic::service::Routes::new(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(kinesis)
+        .add_service(admin)
+        .prepare()
+        .into_axum_router();
+    let http = kinesis::KinesisHttp {
+        store: opened.clone(),
+        ops: ops.clone(),
+        authentication: Arc::new(authentication),
+    };
+    // gRPC methods are routed by path; everything else is the Kinesis HTTP protocol.
+    let kinesis_http = move |request| kinesis::handle(http.clone(), request);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut ports = Vec::new();
+    match kinesis_listener {
+        None => {
+            tracing::info!(address = %listener.local_addr()?, scheme, "serving gRPC and the Kinesis HTTP API");
+            ports.push((listener, grpc.fallback(kinesis_http)));
+        }
+        Some(kinesis_listener) => {
+            tracing::info!(address = %listener.local_addr()?, scheme, "serving gRPC");
+            tracing::info!(address = %kinesis_listener.local_addr()?, scheme, "serving the Kinesis HTTP API");
+            ports.push((listener, grpc));
+            ports.push((kinesis_listener, axum::Router::new().fallback(kinesis_http)));
+        }
+    }
+    let mut servers = Vec::new();
+    for (listener, router) in ports {
+        // Small responses must not wait for delayed ACKs (Nagle's algorithm costs 40 ms a call).
+        let incoming = TcpIncoming::from(listener)
+            .with_nodelay(Some(true))
+            .with_keepalive(Some(Duration::from_secs(60)));
+        let mut stopped = stopped.clone();
+        let tls = tls.clone();
+        servers.push(tokio::spawn(async move {
+            serve::serve_connections(incoming, router, tls, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+        }));
+    }
+    let serving = tokio::spawn(async move {
+        for server in servers {
+            server.await?;
+        }
+        Ok::<(), tokio::task::JoinError>(())
+    });
+    let stop_serving = |stop: tokio::sync::watch::Sender<bool>| async move {
+        let _ = stop.send(true);
         serving.await
     };
 

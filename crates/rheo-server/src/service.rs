@@ -62,6 +62,14 @@ type Reply<T> = Result<Response<T>, Status>;
 pub(crate) type EventStream =
     Pin<Box<dyn Stream<Item = Result<pb::SubscribeToShardEvent, Status>> + Send + 'static>>;
 
+/// Records how long the newest record of a pushed event waited since it arrived.
+pub(crate) fn observe_push_delay(ops: &Ops, store: &Store, event: &rheo_streams::SubscribeEvent) {
+    if let Some(newest) = event.records.iter().map(|record| record.arrival_ms).max() {
+        let delay_ms = (store.clock().now_ms() - newest).max(0);
+        ops.observe_push_delay(delay_ms as f64 / 1000.0);
+    }
+}
+
 fn reply<T>(result: rheo_streams::Result<T>) -> Reply<T> {
     result.map(Response::new).map_err(to_status)
 }
@@ -315,11 +323,8 @@ impl Kinesis for KinesisService {
                 let store = store.clone();
                 async move {
                     let event = subscription.next_event().await?;
-                    if let Ok(event) = &event
-                        && let Some(newest) = event.records.iter().map(|r| r.arrival_ms).max()
-                    {
-                        let delay_ms = (store.clock().now_ms() - newest).max(0);
-                        ops.observe_push_delay(delay_ms as f64 / 1000.0);
+                    if let Ok(event) = &event {
+                        observe_push_delay(&ops, &store, event);
                     }
                     Some((
                         event.map(convert::subscribe_event).map_err(to_status),

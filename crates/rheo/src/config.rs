@@ -44,6 +44,21 @@ pub(crate) struct ServeArgs {
     /// [default: 0s].
     #[arg(long, env = "RHEO_SHUTDOWN_DELAY")]
     pub(crate) shutdown_delay: Option<String>,
+    /// Kinesis HTTP authentication: `any` (any well-formed SigV4 signature) or `sigv4`
+    /// (verify against the `[auth.access_keys]` of the configuration file) [default: any].
+    #[arg(long, env = "RHEO_AUTH")]
+    pub(crate) auth: Option<String>,
+    /// Serve the Kinesis HTTP API on this address instead of the gRPC port (which then serves
+    /// gRPC only) [default: unset: both on --listen].
+    #[arg(long, env = "RHEO_KINESIS_LISTEN")]
+    pub(crate) kinesis_listen: Option<SocketAddr>,
+    /// PEM certificate chain: serve TLS (ALPN h2, http/1.1) on every API port; needs
+    /// --tls-key [default: unset: clear text].
+    #[arg(long, env = "RHEO_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "RHEO_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 /// The TOML file: every key optional.
@@ -65,6 +80,28 @@ struct FileConfig {
     reshard_delay: Option<String>,
     metrics_listen: Option<SocketAddr>,
     shutdown_delay: Option<String>,
+    auth: Option<AuthFile>,
+    kinesis_listen: Option<SocketAddr>,
+    tls: Option<TlsFile>,
+}
+
+/// The `[tls]` table: certificate chain and key, PEM.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The `[auth]` table: how Kinesis HTTP requests are authenticated.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthFile {
+    /// `any` or `sigv4`.
+    mode: Option<String>,
+    /// Access key id -> secret access key, for `sigv4`.
+    #[serde(default)]
+    access_keys: std::collections::BTreeMap<String, String>,
 }
 
 /// The `[fan_out]` table: enhanced fan-out settings.
@@ -138,7 +175,26 @@ pub(crate) struct ServeConfig {
     pub(crate) metrics_listen: SocketAddr,
     pub(crate) shutdown_delay: Duration,
     pub(crate) testbed_clock: bool,
+    pub(crate) authentication: rheo_server::Authentication,
+    pub(crate) kinesis_listen: Option<SocketAddr>,
+    pub(crate) tls: Option<rheo_server::TlsFiles>,
     pub(crate) store: StoreConfig,
+}
+
+fn authentication(
+    mode: Option<&str>,
+    file: AuthFile,
+) -> anyhow::Result<rheo_server::Authentication> {
+    match mode.or(file.mode.as_deref()).unwrap_or("any") {
+        "any" => Ok(rheo_server::Authentication::accept_any()),
+        "sigv4" => {
+            if file.access_keys.is_empty() {
+                bail!("auth mode sigv4 needs at least one key in [auth.access_keys]");
+            }
+            Ok(rheo_server::Authentication::verify(file.access_keys))
+        }
+        other => bail!("auth must be `any` or `sigv4`, got {other:?}"),
+    }
 }
 
 fn parse_durability(text: &str) -> anyhow::Result<Durability> {
@@ -214,7 +270,19 @@ impl ServeArgs {
             Some(text) => parse_duration(text).context("shutdown_delay")?,
             None => Duration::ZERO,
         };
+        let authentication = authentication(self.auth.as_deref(), file.auth.unwrap_or_default())?;
+        let tls = match (self.tls_cert.clone(), self.tls_key.clone(), file.tls) {
+            (Some(cert), Some(key), _) => Some(rheo_server::TlsFiles { cert, key }),
+            (_, _, Some(table)) => Some(rheo_server::TlsFiles {
+                cert: table.cert,
+                key: table.key,
+            }),
+            _ => None,
+        };
         Ok(ServeConfig {
+            authentication,
+            kinesis_listen: self.kinesis_listen.or(file.kinesis_listen),
+            tls,
             metrics_listen: self
                 .metrics_listen
                 .or(file.metrics_listen)
@@ -290,6 +358,10 @@ mod tests {
             iterator_ttl_secs: None,
             metrics_listen: None,
             shutdown_delay: None,
+            auth: None,
+            kinesis_listen: None,
+            tls_cert: None,
+            tls_key: None,
         };
         let store = args.resolve().unwrap().store;
         assert_eq!(store.reshard_delay, Duration::from_millis(500));

@@ -95,6 +95,20 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let kinesis_listener = match config.kinesis_listen {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding {address}"))?,
+        ),
+        None => None,
+    };
+    if let Some(files) = &config.tls {
+        // Refuse bad certificate files before anything starts.
+        files
+            .acceptor()
+            .context("loading the TLS certificate and key")?;
+    }
     let metrics_listener = tokio::net::TcpListener::bind(config.metrics_listen)
         .await
         .with_context(|| format!("binding {}", config.metrics_listen))?;
@@ -130,6 +144,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         testbed_clock: testbed,
         ops,
         shutdown_delay: config.shutdown_delay,
+        authentication: config.authentication.clone(),
+        tls: config.tls.clone(),
+        kinesis_listener,
     };
     let served = rheo_server::run(listener, opening, options, shutdown_signal()).await;
     let _ = stop_ops.send(());

@@ -1,0 +1,129 @@
+"""SigV4 verification (`[auth] mode = "sigv4"`) with boto3's real signer: a server of its own
+that knows one access key. Right key and secret pass; a wrong secret, an unknown key, a
+tampered body and a stale signature are refused with the errors Kinesis sends."""
+
+import datetime
+import json
+import os
+import urllib.error
+import urllib.request
+
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import make_client
+from rheo_server import RheoServer
+
+ACCESS_KEY = "AKIDRHEOTEST"
+SECRET = "rheo-test-secret"
+
+AUTH_CONFIG = f"""
+[auth]
+mode = "sigv4"
+
+[auth.access_keys]
+{ACCESS_KEY} = "{SECRET}"
+"""
+
+
+@pytest.fixture(scope="module")
+def verifying():
+    if os.environ.get("KINESIS_ENDPOINT"):
+        pytest.skip("KINESIS_ENDPOINT is set: this test needs a Rheo server of its own")
+    server = RheoServer(extra_config=AUTH_CONFIG).start()
+    yield server
+    assert server.stop() == 0, server.log_tail()
+
+
+def client(server, key, secret):
+    c = make_client(server.endpoint, retries={"total_max_attempts": 1})
+    c._request_signer._credentials = botocore.credentials.Credentials(key, secret)
+    return c
+
+
+def error_of(call):
+    with pytest.raises(ClientError) as raised:
+        call()
+    return raised.value.response
+
+
+def test_the_right_key_and_secret_are_accepted(verifying):
+    ok = client(verifying, ACCESS_KEY, SECRET)
+    ok.create_stream(StreamName="signed", ShardCount=1)
+    ok.get_waiter("stream_exists").wait(
+        StreamName="signed", WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    put = ok.put_record(StreamName="signed", Data=b"\x00signed", PartitionKey="k")
+    assert put["ShardId"] == "shardId-000000000000"
+
+
+def test_a_wrong_secret_is_an_invalid_signature(verifying):
+    response = error_of(lambda: client(verifying, ACCESS_KEY, "not-the-secret").list_streams())
+    assert response["Error"]["Code"] == "InvalidSignatureException"
+    assert response["Error"]["Message"].startswith(
+        "The request signature we calculated does not match the signature you provided.")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_an_unknown_key_is_an_unrecognized_client(verifying):
+    response = error_of(lambda: client(verifying, "AKIDNOBODY", SECRET).list_streams())
+    assert response["Error"]["Code"] == "UnrecognizedClientException"
+    assert response["Error"]["Message"] == "The security token included in the request is invalid."
+
+
+def signed_request(server, body, when=None):
+    """A ListStreams request signed by botocore's SigV4 signer, optionally at another time."""
+    request = botocore.awsrequest.AWSRequest(
+        method="POST", url=server.endpoint + "/", data=body,
+        headers={"X-Amz-Target": "Kinesis_20131202.ListStreams",
+                 "Content-Type": "application/x-amz-json-1.1"})
+    signer = botocore.auth.SigV4Auth(
+        botocore.credentials.Credentials(ACCESS_KEY, SECRET), "kinesis", "us-east-1")
+    if when is not None:
+        # botocore stamps X-Amz-Date from the current time; sign as of `when` instead.
+        original = botocore.auth.datetime.datetime
+        class Frozen(original):
+            @classmethod
+            def utcnow(cls):
+                return when.replace(tzinfo=None)
+            @classmethod
+            def now(cls, tz=None):
+                return when if tz else when.replace(tzinfo=None)
+        botocore.auth.datetime.datetime = Frozen
+        try:
+            signer.add_auth(request)
+        finally:
+            botocore.auth.datetime.datetime = original
+    else:
+        signer.add_auth(request)
+    return request
+
+
+def send(request, body=None):
+    raw = urllib.request.Request(
+        request.url, data=request.body if body is None else body,
+        headers=dict(request.headers.items()), method="POST")
+    try:
+        with urllib.request.urlopen(raw, timeout=10) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_a_tampered_body_fails_the_signature(verifying):
+    request = signed_request(verifying, b"{}")
+    assert send(request)[0] == 200
+    status, body = send(request, body=b'{"Limit": 1}')
+    assert status == 400
+    assert body["__type"] == "InvalidSignatureException"
+
+
+def test_a_stale_signature_is_expired(verifying):
+    twenty_minutes_ago = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=20)
+    status, body = send(signed_request(verifying, b"{}", when=twenty_minutes_ago))
+    assert status == 400
+    # Kinesis reports a stale signature as InvalidSignatureException "Signature expired: ...".
+    assert body["__type"] == "InvalidSignatureException"
+    assert body["message"].startswith("Signature expired: ")
