@@ -23,13 +23,35 @@ pub(crate) struct Endpoint {
         global = true
     )]
     endpoint: String,
+    /// PEM certificate to trust for an https:// endpoint, besides the system's roots (for a
+    /// server with a self-signed or private-CA certificate).
+    #[arg(long, env = "RHEO_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
 }
 
 impl Endpoint {
-    pub(crate) async fn kinesis(&self) -> anyhow::Result<KinesisClient<Channel>> {
-        let client = KinesisClient::connect(self.endpoint.clone())
+    /// A channel to the server: TLS for https:// endpoints, trusting the system's roots and
+    /// `--ca-cert`.
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(self.endpoint.clone())
+            .with_context(|| format!("endpoint {:?} is not a URL", self.endpoint))?;
+        if self.endpoint.starts_with("https://") {
+            let mut tls = tonic::transport::ClientTlsConfig::new().with_native_roots();
+            if let Some(path) = &self.ca_cert {
+                let pem = std::fs::read(path)
+                    .with_context(|| format!("reading the CA certificate {}", path.display()))?;
+                tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(tls).context("setting up TLS")?;
+        }
+        endpoint
+            .connect()
             .await
-            .with_context(|| format!("connecting to {}", self.endpoint))?;
+            .with_context(|| format!("connecting to {}", self.endpoint))
+    }
+
+    pub(crate) async fn kinesis(&self) -> anyhow::Result<KinesisClient<Channel>> {
+        let client = KinesisClient::new(self.channel().await?);
         Ok(client.max_decoding_message_size(rheo_server::MAX_MESSAGE_BYTES))
     }
 }
@@ -623,9 +645,7 @@ enum ClockAction {
 pub(crate) async fn clock(args: ClockArgs) -> anyhow::Result<ExitCode> {
     let ClockAction::Advance { by } = args.action;
     let advance = crate::config::parse_duration(&by)?;
-    let mut client = AdminClient::connect(args.endpoint.endpoint.clone())
-        .await
-        .with_context(|| format!("connecting to {}", args.endpoint.endpoint))?;
+    let mut client = AdminClient::new(args.endpoint.channel().await?);
     let response = client
         .advance_clock(pb::AdvanceClockRequest {
             advance_ms: advance.as_millis() as i64,

@@ -418,3 +418,81 @@ fn assert_keys_in_order(lines: &[String]) {
         assert_eq!(counters.len(), 6);
     }
 }
+
+fn tls_fixture(name: &str) -> String {
+    format!(
+        "{}/../../tests/fixtures/tls/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+#[test]
+fn serve_with_tls_and_the_client_commands_over_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (tls_fixture("cert.pem"), tls_fixture("key.pem"));
+    let server = Server::start(
+        &dir.path().join("data"),
+        &["--tls-cert", &cert, "--tls-key", &key],
+    );
+    let https = server
+        .endpoint
+        .replace("http://127.0.0.1", "https://localhost");
+    let rheo = |args: &[&str]| {
+        Command::new(RHEO)
+            .args(args)
+            .args(["--endpoint", &https, "--ca-cert", &cert])
+            .output()
+            .unwrap()
+    };
+    let created = rheo(&["stream", "create", "secure", "--shards", "1"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let listed = rheo(&["stream", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("secure"));
+
+    // Without the test CA the certificate is not trusted; in clear text there is no answer.
+    let untrusted = Command::new(RHEO)
+        .args(["stream", "list", "--endpoint", &https])
+        .output()
+        .unwrap();
+    assert!(!untrusted.status.success());
+    let plain = server.run(&["stream", "list"], "");
+    assert!(!plain.status.success());
+    server.stop();
+}
+
+#[test]
+fn bad_tls_and_auth_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |extra: &[&str]| {
+        Command::new(RHEO)
+            .args(["serve", "--data-dir", dir.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = serve(&["--auth", "sigv4"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("needs at least one key"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = serve(&["--auth", "maybe"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("auth must be `any` or `sigv4`"));
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let output = serve(&["--tls-cert", missing, "--tls-key", missing]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("loading the TLS certificate and key"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = serve(&["--tls-cert", missing]);
+    assert!(!output.status.success(), "--tls-cert needs --tls-key");
+}
