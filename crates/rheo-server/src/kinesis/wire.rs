@@ -64,6 +64,42 @@ impl Format {
     }
 }
 
+/// Writes `records` as a JSON array, as serde_json would, but copies each record's base64
+/// data straight into `out`: serde_json scans every string for characters to escape, which
+/// was a quarter of the server's CPU in a JSON catch-up read, and base64 has none.
+pub(crate) fn write_json_records(out: &mut Vec<u8>, records: &[super::model::Record]) {
+    out.push(b'[');
+    for (index, record) in records.iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"SequenceNumber\":");
+        json_value(out, &record.sequence_number);
+        out.extend_from_slice(b",\"ApproximateArrivalTimestamp\":");
+        json_value(out, &record.approximate_arrival_timestamp);
+        out.extend_from_slice(b",\"Data\":\"");
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(record.data.0.len(), true).unwrap_or(0),
+            0,
+        );
+        let written = BASE64
+            .encode_slice(&record.data.0, &mut out[start..])
+            .expect("the buffer has the encoded length");
+        out.truncate(start + written);
+        out.extend_from_slice(b"\",\"PartitionKey\":");
+        json_value(out, &record.partition_key);
+        out.extend_from_slice(b",\"EncryptionType\":");
+        json_value(out, &record.encryption_type);
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
+fn json_value<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+    serde_json::to_writer(&mut *out, value).expect("a value encodes as JSON into memory");
+}
+
 /// A blob member (`Data`): base64 in JSON, a byte string in CBOR.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Blob(pub(crate) Bytes);
@@ -223,6 +259,35 @@ mod tests {
         ciborium::into_writer(&tagged, &mut bytes).unwrap();
         let back: Sample = Format::Cbor.decode(&bytes).unwrap();
         assert_eq!(back.at, Timestamp(1_459_799_926_480));
+    }
+
+    #[test]
+    fn hand_written_records_match_serde_json() {
+        let records = vec![
+            crate::kinesis::model::Record {
+                sequence_number: "49590338271490256608559692538361571095921575989136588898".into(),
+                approximate_arrival_timestamp: Timestamp(1_459_799_926_480),
+                data: Blob(Bytes::from_static(b"\x00\xff\"quoted\" data")),
+                partition_key: "key \"with\" \\ escapes \u{1} and \u{e9}".into(),
+                encryption_type: "NONE",
+            },
+            crate::kinesis::model::Record {
+                sequence_number: "2".into(),
+                approximate_arrival_timestamp: Timestamp(0),
+                data: Blob(Bytes::new()),
+                partition_key: "k".into(),
+                encryption_type: "NONE",
+            },
+        ];
+        let mut out = Vec::new();
+        write_json_records(&mut out, &records);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(Format::Json.encode(&records)).unwrap()
+        );
+        let mut empty = Vec::new();
+        write_json_records(&mut empty, &[]);
+        assert_eq!(empty, b"[]");
     }
 
     #[test]
