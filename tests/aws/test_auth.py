@@ -127,3 +127,60 @@ def test_a_stale_signature_is_expired(verifying):
     # Kinesis reports a stale signature as InvalidSignatureException "Signature expired: ...".
     assert body["__type"] == "InvalidSignatureException"
     assert body["message"].startswith("Signature expired: ")
+
+
+def test_a_malformed_authorization_header_is_an_incomplete_signature(endpoint):
+    # Even when any signature is accepted (the default), the header must be well formed.
+    raw = urllib.request.Request(
+        endpoint + "/", data=b"{}", method="POST",
+        headers={"X-Amz-Target": "Kinesis_20131202.ListStreams",
+                 "Content-Type": "application/x-amz-json-1.1",
+                 "X-Amz-Date": "20260101T000000Z",
+                 "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/kinesis/aws4_request"})
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(raw, timeout=10)
+    assert raised.value.code == 400
+    body = json.loads(raised.value.read())
+    assert body["__type"] == "IncompleteSignatureException"
+    assert "Authorization header requires 'Signature' parameter." in body["message"]
+    assert "Authorization header requires 'SignedHeaders' parameter." in body["message"]
+
+
+@pytest.fixture(scope="module")
+def short_sessions():
+    if os.environ.get("KINESIS_ENDPOINT"):
+        pytest.skip("KINESIS_ENDPOINT is set: this test needs a Rheo server of its own")
+    # Appended to the [fan_out] table of the suite's configuration.
+    server = RheoServer(extra_config='session_lifetime = "6s"\n').start()
+    yield server
+    assert server.stop() == 0, server.log_tail()
+
+
+def test_a_subscription_over_http_ends_cleanly_after_its_lifetime(short_sessions):
+    import time
+    kinesis = make_client(short_sessions.endpoint, read_timeout=30)
+    kinesis.create_stream(StreamName="lifetime", ShardCount=1)
+    kinesis.get_waiter("stream_exists").wait(
+        StreamName="lifetime", WaiterConfig={"Delay": 1, "MaxAttempts": 20})
+    arn = kinesis.describe_stream_summary(StreamName="lifetime")[
+        "StreamDescriptionSummary"]["StreamARN"]
+    consumer = kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="c")["Consumer"]
+    for _ in range(100):
+        described = kinesis.describe_stream_consumer(ConsumerARN=consumer["ConsumerARN"])
+        if described["ConsumerDescription"]["ConsumerStatus"] == "ACTIVE":
+            break
+        time.sleep(0.05)
+    started = time.monotonic()
+    response = kinesis.subscribe_to_shard(
+        ConsumerARN=consumer["ConsumerARN"], ShardId="shardId-000000000000",
+        StartingPosition={"Type": "LATEST"})
+    events = []
+    for event in response["EventStream"]:  # ends when the server ends the body
+        assert "SubscribeToShardEvent" in event, event
+        events.append(event["SubscribeToShardEvent"])
+        assert time.monotonic() - started < 20, "the session outlived its 6 s lifetime"
+    elapsed = time.monotonic() - started
+    assert 5.0 <= elapsed < 15, elapsed
+    # Heartbeats every second (the suite's setting) while nothing was put.
+    assert len(events) >= 4
+    assert all(e["ContinuationSequenceNumber"] for e in events)
