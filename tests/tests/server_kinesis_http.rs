@@ -294,6 +294,16 @@ async fn errors_carry_the_kinesis_type_and_status() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error["__type"], json!("ValidationException"));
+    // The input is validated before the stream is looked up, as Kinesis does.
+    let (status, error) = connection
+        .json(
+            addr,
+            "PutRecord",
+            json!({"StreamName": "missing", "PartitionKey": "", "Data": ""}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(error["__type"], json!("ValidationException"), "{error}");
 
     // CBOR errors are CBOR maps.
     let answer = connection

@@ -31,13 +31,20 @@ struct Routed {
     hash_key: Option<u128>,
 }
 
-fn validate_entry(stream: &Stream, entry: &PutEntry, index: usize) -> Result<Option<u128>> {
+/// The input's shape, checked before the stream is looked up, as Kinesis validates a request
+/// before it runs it: a bad partition key is a ValidationException even for an unknown stream.
+fn validate_partition_key(entry: &PutEntry, index: usize) -> Result<()> {
     let key_chars = entry.partition_key.chars().count();
     if !(1..=256).contains(&key_chars) {
         return Err(StreamsError::Validation(format!(
             "1 validation error detected: Value at 'records.{index}.member.partitionKey' failed to satisfy constraint: Member must have length between 1 and 256, got {key_chars}"
         )));
     }
+    Ok(())
+}
+
+/// What depends on the stream: the record size limit, and the explicit hash key.
+fn validate_entry(stream: &Stream, entry: &PutEntry, index: usize) -> Result<Option<u128>> {
     let size = entry.partition_key.len() + entry.data.len();
     let max = stream.max_record_bytes();
     if size > max {
@@ -118,6 +125,9 @@ impl Store {
                 "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {MAX_PUT_RECORDS}, got {}",
                 entries.len()
             )));
+        }
+        for (index, entry) in entries.iter().enumerate() {
+            validate_partition_key(entry, index)?;
         }
         let stream = self.stream(name)?;
         let total: usize = entries
