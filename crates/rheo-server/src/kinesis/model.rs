@@ -300,11 +300,10 @@ pub(crate) struct Tag {
     pub(crate) value: String,
 }
 
-/// One SubscribeToShardEvent's payload.
+/// A SubscribeToShardEvent's members besides `Records` (see `Format::encode_with_records`).
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub(crate) struct SubscribeToShardEvent {
-    pub(crate) records: Vec<Record>,
+pub(crate) struct EventRest {
     /// Null at the end of a closed shard, so it is always sent.
     pub(crate) continuation_sequence_number: Option<String>,
     pub(crate) millis_behind_latest: i64,

@@ -12,7 +12,7 @@ use super::model::{
     PutRecordsResultEntry,
 };
 use super::operations::{Answer, answer, decode, domain, empty};
-use super::wire::{self, Format};
+use super::wire::Format;
 use crate::handlers::{consumers, records};
 
 pub(super) async fn put_record(store: &Store, format: Format, input: PutRecordInput) -> Answer {
@@ -137,30 +137,7 @@ pub(super) async fn get_records(store: &Store, format: Format, input: GetRecords
             .map(convert::child_shard)
             .collect(),
     };
-    match format {
-        // The hot path of a JSON catch-up read: records written without serde_json's escape
-        // scan of every base64 string (see `wire::write_json_records`).
-        Format::Json => {
-            let mut out = b"{\"Records\":".to_vec();
-            wire::write_json_records(&mut out, &records);
-            let rest = format.encode(&rest);
-            // `rest` is a non-empty object ("MillisBehindLatest" is always there): splice its
-            // members after the records.
-            out.push(b',');
-            out.extend_from_slice(&rest[1..]);
-            Ok(Some(out))
-        }
-        Format::Cbor => {
-            #[derive(Serialize)]
-            #[serde(rename_all = "PascalCase")]
-            struct Output {
-                records: Vec<super::model::Record>,
-                #[serde(flatten)]
-                rest: Rest,
-            }
-            answer(format, &Output { records, rest })
-        }
-    }
+    Ok(Some(format.encode_with_records(&records, &rest)))
 }
 
 pub(super) async fn consumer_call(

@@ -19,7 +19,7 @@ use rheo_streams::{Store, StreamsError, Subscription};
 use serde::Serialize;
 
 use super::convert;
-use super::model::{SubscribeToShardEvent, SubscribeToShardInput};
+use super::model::{EventRest, Record, SubscribeToShardInput};
 use super::wire::Format;
 use crate::error::WireError;
 use crate::handlers::consumers;
@@ -88,12 +88,12 @@ impl Session {
         let frame = match subscription.next_event().await? {
             Ok(event) => {
                 crate::service::observe_push_delay(&self.ops, &self.store, &event);
-                let payload = SubscribeToShardEvent {
-                    records: event
-                        .records
-                        .into_iter()
-                        .map(|record| convert::record(crate::convert::record(record)))
-                        .collect(),
+                let records: Vec<Record> = event
+                    .records
+                    .into_iter()
+                    .map(|record| convert::record(crate::convert::record(record)))
+                    .collect();
+                let rest = EventRest {
                     continuation_sequence_number: event.continuation_sequence_number,
                     millis_behind_latest: event.millis_behind_latest as i64,
                     child_shards: event
@@ -105,7 +105,7 @@ impl Session {
                 eventstream::event(
                     "SubscribeToShardEvent",
                     self.format.content_type(),
-                    &self.format.encode(&payload),
+                    &self.format.encode_with_records(&records, &rest),
                 )
             }
             Err(error) => {

@@ -51,6 +51,39 @@ impl Format {
         }
     }
 
+    /// Encodes `{"Records": records, ...rest}`: the shape of GetRecords' answer and of a
+    /// SubscribeToShardEvent, the two answers that carry records. `rest` must serialize as a
+    /// map with at least one member. In JSON the records are written by
+    /// [`write_json_records`], the hot path of reading.
+    pub(crate) fn encode_with_records<R: Serialize>(
+        self,
+        records: &[super::model::Record],
+        rest: &R,
+    ) -> Vec<u8> {
+        match self {
+            Format::Json => {
+                let mut out = b"{\"Records\":".to_vec();
+                write_json_records(&mut out, records);
+                let rest = self.encode(rest);
+                debug_assert!(rest.len() > 2 && rest[0] == b'{', "rest is a non-empty map");
+                // Splice the members of `rest` after the records.
+                out.push(b',');
+                out.extend_from_slice(&rest[1..]);
+                out
+            }
+            Format::Cbor => {
+                #[derive(Serialize)]
+                #[serde(rename_all = "PascalCase")]
+                struct WithRecords<'a, R> {
+                    records: &'a [super::model::Record],
+                    #[serde(flatten)]
+                    rest: &'a R,
+                }
+                self.encode(&WithRecords { records, rest })
+            }
+        }
+    }
+
     pub(crate) fn encode<T: Serialize>(self, value: &T) -> Vec<u8> {
         match self {
             // Serializing our own types into memory cannot fail: every map key is a string.
@@ -288,6 +321,41 @@ mod tests {
         let mut empty = Vec::new();
         write_json_records(&mut empty, &[]);
         assert_eq!(empty, b"[]");
+
+        // With the other members spliced in, in both encodings.
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Rest {
+            continuation_sequence_number: Option<String>,
+            millis_behind_latest: i64,
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Whole<'a> {
+            records: &'a [crate::kinesis::model::Record],
+            continuation_sequence_number: Option<String>,
+            millis_behind_latest: i64,
+        }
+        let rest = Rest {
+            continuation_sequence_number: None,
+            millis_behind_latest: 7,
+        };
+        let whole = Whole {
+            records: &records,
+            continuation_sequence_number: None,
+            millis_behind_latest: 7,
+        };
+        for format in [Format::Json, Format::Cbor] {
+            let spliced = format.encode_with_records(&records, &rest);
+            let expected = format.encode(&whole);
+            if format == Format::Json {
+                assert_eq!(spliced, expected);
+            } else {
+                let spliced: ciborium::Value = ciborium::from_reader(spliced.as_slice()).unwrap();
+                let expected: ciborium::Value = ciborium::from_reader(expected.as_slice()).unwrap();
+                assert_eq!(spliced, expected);
+            }
+        }
     }
 
     #[test]
