@@ -79,19 +79,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
     };
     let mut admin = connect(&args).await?;
     let stream = format!("bench-{}", std::process::id());
-    admin
-        .create_stream(pb::CreateStreamRequest {
-            stream_name: stream.clone(),
-            shard_count: Some(args.shards),
-            ..Default::default()
-        })
-        .await
-        .map_err(crate::client::explain)?;
-    let shard_ids: Vec<String> = crate::client::list_shards(&mut admin, &stream)
-        .await?
-        .into_iter()
-        .map(|s| s.shard_id)
-        .collect();
+    let shard_ids = crate::client::create_bench_stream(&mut admin, &stream, args.shards).await?;
     println!(
         "stream {stream}: {} shards, {} producers, {} records of {} B per call ({}), {} consumers, {}",
         args.shards,

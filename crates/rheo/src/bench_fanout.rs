@@ -456,19 +456,7 @@ pub(crate) async fn run(args: BenchFanoutArgs) -> anyhow::Result<std::process::E
     let batch = args.batch.clamp(1, 500);
     let mut admin = args.endpoint.kinesis().await?;
     let stream = format!("bench-fanout-{}", std::process::id());
-    admin
-        .create_stream(pb::CreateStreamRequest {
-            stream_name: stream.clone(),
-            shard_count: Some(args.shards),
-            ..Default::default()
-        })
-        .await
-        .map_err(crate::client::explain)?;
-    let shard_ids: Vec<String> = crate::client::list_shards(&mut admin, &stream)
-        .await?
-        .into_iter()
-        .map(|shard| shard.shard_id)
-        .collect();
+    let shard_ids = crate::client::create_bench_stream(&mut admin, &stream, args.shards).await?;
     let shard_index: Arc<HashMap<String, usize>> = Arc::new(
         shard_ids
             .iter()

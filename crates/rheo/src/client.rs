@@ -322,6 +322,28 @@ pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Creates provisioned stream `stream` with `shards` shards (limits as the server sets them)
+/// and returns its shard ids: how the load generators start.
+pub(crate) async fn create_bench_stream(
+    client: &mut KinesisClient<Channel>,
+    stream: &str,
+    shards: i32,
+) -> anyhow::Result<Vec<String>> {
+    client
+        .create_stream(pb::CreateStreamRequest {
+            stream_name: stream.to_string(),
+            shard_count: Some(shards),
+            ..Default::default()
+        })
+        .await
+        .map_err(explain)?;
+    Ok(list_shards(client, stream)
+        .await?
+        .into_iter()
+        .map(|shard| shard.shard_id)
+        .collect())
+}
+
 pub(crate) async fn list_shards(
     client: &mut KinesisClient<Channel>,
     stream: &str,
