@@ -101,13 +101,8 @@ async fn serve(
     }
     let started = Instant::now();
     let answer = operations::call(store, operation, format, &body).await;
-    if let Some(name) = operations::OPERATIONS
-        .iter()
-        .find(|name| **name == operation)
-    {
-        http.ops
-            .observe_request(name, started.elapsed().as_secs_f64());
-    }
+    http.ops
+        .observe_request(operation, started.elapsed().as_secs_f64());
     let body = answer?;
     Ok(ok_response(format, body.unwrap_or_default()))
 }
@@ -119,22 +114,22 @@ fn is_grpc(headers: &HeaderMap) -> bool {
         .is_some_and(|value| value.starts_with("application/grpc"))
 }
 
-/// The operation named by `X-Amz-Target`.
-fn target_operation(headers: &HeaderMap) -> Result<&str, WireError> {
+/// The operation named by `X-Amz-Target`, if Rheo serves it.
+fn target_operation(headers: &HeaderMap) -> Result<&'static str, WireError> {
     let target = headers
         .get("x-amz-target")
         .and_then(|value| value.to_str().ok())
         .unwrap_or("");
-    target
-        .strip_prefix(TARGET_PREFIX)
-        .filter(|operation| !operation.is_empty())
-        .ok_or_else(|| {
-            WireError::unknown_operation(if target.is_empty() {
-                "the request has no X-Amz-Target header naming a Kinesis_20131202 operation".into()
-            } else {
-                format!("X-Amz-Target '{target}' names no Kinesis_20131202 operation")
-            })
-        })
+    let Some(name) = target.strip_prefix(TARGET_PREFIX) else {
+        return Err(WireError::unknown_operation(if target.is_empty() {
+            "the request has no X-Amz-Target header naming a Kinesis_20131202 operation".into()
+        } else {
+            format!("X-Amz-Target '{target}' names no Kinesis_20131202 operation")
+        }));
+    };
+    operations::known(name).ok_or_else(|| {
+        WireError::unknown_operation(format!("operation {name} is not served by Rheo"))
+    })
 }
 
 fn ok_response(format: Format, body: Vec<u8>) -> Response {
