@@ -182,6 +182,34 @@ pub async fn create_stream(client: &mut KinesisClient<Channel>, name: &str, shar
         .expect("create stream");
 }
 
+/// One GetRecords page of `shard` of `stream`, read from the trim horizon.
+pub async fn first_page(
+    client: &mut KinesisClient<Channel>,
+    stream: &str,
+    shard: &str,
+) -> rheo_proto::v1::GetRecordsResponse {
+    use rheo_proto::v1 as pb;
+    let iterator = client
+        .get_shard_iterator(pb::GetShardIteratorRequest {
+            stream_name: stream.into(),
+            shard_id: shard.into(),
+            shard_iterator_type: pb::ShardIteratorType::TrimHorizon as i32,
+            ..Default::default()
+        })
+        .await
+        .expect("shard iterator")
+        .into_inner()
+        .shard_iterator;
+    client
+        .get_records(pb::GetRecordsRequest {
+            shard_iterator: iterator,
+            ..Default::default()
+        })
+        .await
+        .expect("get records")
+        .into_inner()
+}
+
 /// The Kinesis exception name a status carries.
 pub fn reason(status: &tonic::Status) -> String {
     rheo_server::kinesis_name(status).unwrap_or_else(|| format!("no ErrorInfo in {status:?}"))

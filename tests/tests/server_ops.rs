@@ -122,25 +122,7 @@ async fn metrics_move_with_the_traffic_and_cover_the_dashboard() {
         stored += 500 - response.failed_record_count as usize;
     }
     assert!(stored < 1500, "some records were throttled");
-    let iterator = client
-        .get_shard_iterator(pb::GetShardIteratorRequest {
-            stream_name: "s".into(),
-            shard_id: "shardId-000000000000".into(),
-            shard_iterator_type: pb::ShardIteratorType::TrimHorizon as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .shard_iterator;
-    let page = client
-        .get_records(pb::GetRecordsRequest {
-            shard_iterator: iterator,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = rheo_tests::first_page(&mut client, "s", "shardId-000000000000").await;
     assert_eq!(page.records.len(), stored);
     let mut pushed = 0;
     while pushed < stored {

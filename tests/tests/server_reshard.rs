@@ -369,25 +369,7 @@ async fn closed_parents_end_with_their_children_for_every_reader() {
     );
 
     // GetRecords reads the parent to its end: no next iterator, the children.
-    let iterator = client
-        .get_shard_iterator(pb::GetShardIteratorRequest {
-            stream_name: "s".into(),
-            shard_id: "shardId-000000000000".into(),
-            shard_iterator_type: pb::ShardIteratorType::TrimHorizon as i32,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .shard_iterator;
-    let page = client
-        .get_records(pb::GetRecordsRequest {
-            shard_iterator: iterator,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let page = rheo_tests::first_page(&mut client, "s", "shardId-000000000000").await;
     assert_eq!(page.records.len(), 1);
     assert_eq!(page.next_shard_iterator, None);
     assert_eq!(page.child_shards.len(), 2);
