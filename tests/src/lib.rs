@@ -143,6 +143,17 @@ impl TestServer {
             .expect("connect")
     }
 
+    /// Waits (up to 2 s) until no push session is open on the server; false if one still is.
+    pub async fn sessions_freed(&self) -> bool {
+        for _ in 0..200 {
+            if self.store.active_subscriptions() == 0 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
     /// Graceful shutdown: stop accepting, finish in-flight calls, sync, return.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
