@@ -609,3 +609,49 @@ async fn a_separate_kinesis_listener_splits_the_protocols() {
     assert!(refused.is_err(), "gRPC is not served on the Kinesis port");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_refused_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let deadline = Duration::from_millis(300);
+    let options = ServeOptions {
+        request_body_timeout: Some(deadline),
+        ..ServeOptions::default()
+    };
+    let server = TestServer::start_with_options(dir.path(), unlimited_config(), options).await;
+
+    // Headers promise 100 bytes of body; one arrives, then the client stalls.
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-amz-json-1.1\r\n\
+          x-amz-target: Kinesis_20131202.ListStreams\r\ncontent-length: 100\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0u8; 1024];
+        while !answer.ends_with(b"}") {
+            let read = slow.read(&mut buffer).await.unwrap();
+            assert!(read > 0, "connection closed without an answer");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+    })
+    .await
+    .expect("an answer once the deadline passes");
+    assert!(started.elapsed() >= deadline);
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        answer.contains("\"__type\":\"RequestTimeoutException\""),
+        "{answer}"
+    );
+    assert!(answer.contains("did not arrive within 0.3 s"), "{answer}");
+
+    // A request that sends its body at once is served as usual.
+    let mut prompt = Connection::plain(server.addr, false).await;
+    create_stream(&mut prompt, server.addr, "after-timeout", 1).await;
+    server.stop().await;
+}

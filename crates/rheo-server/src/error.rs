@@ -108,6 +108,15 @@ impl WireError {
             message,
         }
     }
+
+    /// A body that did not arrive in time: 408 and the name the AWS SDKs retry as transient.
+    pub(crate) fn body_timeout(message: String) -> WireError {
+        WireError {
+            name: "RequestTimeoutException",
+            status: 408,
+            message,
+        }
+    }
 }
 
 /// The Kinesis exception name carried by a status from this server, if any.

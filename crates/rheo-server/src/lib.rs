@@ -55,7 +55,14 @@ pub struct ServeOptions {
     /// Serve the Kinesis HTTP API on this listener only, and gRPC alone on the main one.
     /// Default: both on the main listener.
     pub kinesis_listener: Option<TcpListener>,
+    /// How long a Kinesis HTTP request may take to send its body before it is refused with 408
+    /// RequestTimeoutException. Default ([`None`]): [`REQUEST_BODY_TIMEOUT`].
+    pub request_body_timeout: Option<Duration>,
 }
+
+/// The default deadline for receiving a Kinesis HTTP request body: a client that trickles a
+/// body would otherwise hold its connection and buffer indefinitely.
+pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves on `listener` until `shutdown` resolves. The gRPC port (with the health service
 /// saying NOT_SERVING, and Kinesis calls failing with UNAVAILABLE) comes up at once, while
@@ -74,6 +81,7 @@ pub async fn run(
         authentication,
         tls,
         kinesis_listener,
+        request_body_timeout,
     } = options;
     let tls = tls.map(|files| files.acceptor()).transpose()?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -105,6 +113,7 @@ pub async fn run(
         store: opened.clone(),
         ops: ops.clone(),
         authentication: Arc::new(authentication),
+        body_timeout: request_body_timeout.unwrap_or(REQUEST_BODY_TIMEOUT),
     };
     // gRPC methods are routed by path; everything else is the Kinesis HTTP protocol.
     let kinesis_http = move |request| kinesis::handle(http.clone(), request);

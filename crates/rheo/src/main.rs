@@ -6,6 +6,7 @@ mod bench_fanout;
 mod client;
 mod config;
 mod consumer;
+mod disk_floor;
 mod stats;
 
 use std::process::ExitCode;
@@ -147,6 +148,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         authentication: config.authentication.clone(),
         tls: config.tls.clone(),
         kinesis_listener,
+        request_body_timeout: None,
     };
     let served = rheo_server::run(listener, opening, options, shutdown_signal()).await;
     let _ = stop_ops.send(());

@@ -18,7 +18,7 @@ mod wire;
 
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -45,6 +45,8 @@ pub(crate) struct KinesisHttp {
     pub(crate) store: Arc<OnceLock<Store>>,
     pub(crate) ops: Arc<Ops>,
     pub(crate) authentication: Arc<Authentication>,
+    /// Deadline for receiving a request's body.
+    pub(crate) body_timeout: Duration,
 }
 
 /// Serves one Kinesis HTTP request.
@@ -83,13 +85,22 @@ async fn serve(
             parts.method
         )));
     }
-    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            WireError::too_large(format!(
-                "the request body is larger than {MAX_BODY_BYTES} bytes"
-            ))
-        })?;
+    let body = tokio::time::timeout(
+        http.body_timeout,
+        axum::body::to_bytes(body, MAX_BODY_BYTES),
+    )
+    .await
+    .map_err(|_| {
+        WireError::body_timeout(format!(
+            "the request body did not arrive within {} s",
+            http.body_timeout.as_secs_f64()
+        ))
+    })?
+    .map_err(|_| {
+        WireError::too_large(format!(
+            "the request body is larger than {MAX_BODY_BYTES} bytes"
+        ))
+    })?;
     let operation = target_operation(&parts.headers)?;
     http.authentication.check(&parts, &body)?;
     let store = http
