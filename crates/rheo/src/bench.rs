@@ -46,6 +46,12 @@ pub(crate) struct BenchArgs {
     /// Consumers reading everything back after the put phase.
     #[arg(long, default_value_t = 2)]
     catch_up_consumers: usize,
+    /// Before and after the run, measure the disk's floor for the same puts in this directory
+    /// (put it on the server's disk): one file per shard, written and fdatasynced at the same
+    /// call rate without the server. Reports its latency and the ratios of the put p99 to it.
+    /// Needs `--rate`.
+    #[arg(long, value_name = "DIR")]
+    disk_floor: Option<std::path::PathBuf>,
     #[command(flatten)]
     endpoint: crate::client::Endpoint,
 }
@@ -77,6 +83,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
     } else {
         args.batch.clamp(1, 500)
     };
+    if args.disk_floor.is_some() && args.rate == 0 {
+        anyhow::bail!("--disk-floor needs --rate: the floor replays the puts' call rate");
+    }
     let mut admin = connect(&args).await?;
     let stream = format!("bench-{}", std::process::id());
     let shard_ids = crate::client::create_bench_stream(&mut admin, &stream, args.shards).await?;
@@ -99,6 +108,17 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
         }
     );
 
+    let floor = crate::disk_floor::before_run(
+        args.disk_floor.as_ref(),
+        crate::disk_floor::Pattern::puts(
+            args.shards as usize,
+            batch,
+            args.record_bytes,
+            args.rate,
+            duration,
+        ),
+    )
+    .await?;
     let put_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let records_put = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -347,6 +367,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
         bytes as f64 / 1e6 / read_elapsed
     );
     percentiles("GetRecords latency (catch-up)", &*get_latency.lock().await);
+    let put_p99 = put_latency.lock().await.value_at_quantile(0.99);
+    let name = if args.single {
+        "PutRecord"
+    } else {
+        "PutRecords"
+    };
+    crate::disk_floor::after_run(floor, vec![(name, put_p99)]).await?;
     admin
         .delete_stream(pb::DeleteStreamRequest {
             stream_name: stream,

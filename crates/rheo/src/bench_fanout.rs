@@ -66,6 +66,12 @@ pub(crate) struct BenchFanoutArgs {
     /// The server's process id: report its CPU time (from /proc/<pid>/stat) over the window.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Before and after the run, measure the disk's floor for the same puts in this directory
+    /// (put it on the server's disk): one file per shard, written and fdatasynced at the same
+    /// call rate without the server. Reports its latency and the ratios of the put and delivery
+    /// p99 to it.
+    #[arg(long, value_name = "DIR")]
+    disk_floor: Option<std::path::PathBuf>,
     #[command(flatten)]
     endpoint: crate::client::Endpoint,
 }
@@ -454,6 +460,17 @@ pub(crate) async fn run(args: BenchFanoutArgs) -> anyhow::Result<std::process::E
         bail!("--producers, --rate and --shards must be positive");
     }
     let batch = args.batch.clamp(1, 500);
+    let floor = crate::disk_floor::before_run(
+        args.disk_floor.as_ref(),
+        crate::disk_floor::Pattern::puts(
+            args.shards as usize,
+            batch,
+            args.record_bytes,
+            args.rate,
+            duration,
+        ),
+    )
+    .await?;
     let mut admin = args.endpoint.kinesis().await?;
     let stream = format!("bench-fanout-{}", std::process::id());
     let shard_ids = crate::client::create_bench_stream(&mut admin, &stream, args.shards).await?;
@@ -640,6 +657,14 @@ pub(crate) async fn run(args: BenchFanoutArgs) -> anyhow::Result<std::process::E
     );
 
     let complete = completeness(&deliveries, &put_per_shard, failed, args.consumers);
+    crate::disk_floor::after_run(
+        floor,
+        vec![
+            ("PutRecords call", put_latency.value_at_quantile(0.99)),
+            ("put-to-delivery", latency.value_at_quantile(0.99)),
+        ],
+    )
+    .await?;
     admin
         .delete_stream(pb::DeleteStreamRequest {
             stream_name: stream,
