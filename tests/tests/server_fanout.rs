@@ -571,10 +571,11 @@ async fn every_starting_position_and_bad_subscribe_requests() {
             "ResourceNotFoundException",
         ),
         (
+            // A malformed ARN breaks the field's pattern: a schema error, as in Kinesis.
             "not-an-arn",
             SHARD,
             position(pb::ShardIteratorType::Latest, None),
-            "InvalidArgumentException",
+            "ValidationException",
         ),
         (
             &arn,

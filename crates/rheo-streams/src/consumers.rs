@@ -9,7 +9,7 @@ use crate::control::page_size;
 use crate::error::{Result, StreamsError};
 use crate::meta::ConsumerMeta;
 use crate::model::{ConsumerInfo, ConsumerPage, ConsumerRef, ConsumerStatus};
-use crate::store::{Store, Stream, lock, validate_stream_name};
+use crate::store::{Store, Stream, is_identifier, lock, validate_identifier};
 use crate::subscribe::Ended;
 
 /// A consumer ARN taken apart.
@@ -36,27 +36,16 @@ pub(crate) fn parse_consumer_arn(arn: &str) -> Result<ConsumerArn> {
                 secs,
             })
         })
-        .filter(|parsed| {
-            validate_stream_name(&parsed.stream).is_ok() && valid_consumer_name(&parsed.name)
-        });
+        .filter(|parsed| is_identifier(&parsed.stream) && is_identifier(&parsed.name));
     parsed.ok_or_else(|| {
-        StreamsError::InvalidArgument(format!(
-            "ConsumerARN {arn} is not a consumer ARN (arn:aws:kinesis:<region>:<account>:stream/<stream>/consumer/<name>:<seconds>)"
+        StreamsError::Validation(format!(
+            "1 validation error detected: Value '{arn}' at 'consumerARN' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{{12}}:.*stream/[a-zA-Z0-9_.-]+/consumer/[a-zA-Z0-9_.-]+:[0-9]+"
         ))
     })
 }
 
-fn valid_consumer_name(name: &str) -> bool {
-    validate_stream_name(name).is_ok()
-}
-
 fn validate_consumer_name(name: &str) -> Result<()> {
-    if valid_consumer_name(name) {
-        return Ok(());
-    }
-    Err(StreamsError::Validation(format!(
-        "1 validation error detected: Value '{name}' at 'consumerName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 1 and 128"
-    )))
+    validate_identifier(name, "consumerName")
 }
 
 impl Store {

@@ -91,6 +91,11 @@ impl Store {
 
     /// AddTagsToStream.
     pub async fn add_tags(&self, name: &str, tags: BTreeMap<String, String>) -> Result<()> {
+        if tags.is_empty() {
+            return Err(StreamsError::Validation(
+                "1 validation error detected: Value at 'tags' failed to satisfy constraint: Member must have length greater than or equal to 1".into(),
+            ));
+        }
         validate_tags(&tags)?;
         let stream = self.stream(name)?;
         self.update_meta(&stream, move |meta| {

@@ -5,15 +5,15 @@ use std::sync::Arc;
 use rheo_storage::{Callback, Completion, Position, Record, RecordInput};
 
 use crate::error::{Result, StreamsError};
-use crate::hashing::{hash_partition_key, parse_explicit_hash_key};
+use crate::hashing::{check_hash_key_shape, hash_partition_key, parse_explicit_hash_key};
 use crate::limits::ShardLimiter;
 use crate::metrics::add;
 use crate::model::{
     IteratorStart, PutEntry, PutOutcome, RecordOut, RecordsPage, ShardInfo, format_time,
 };
 use crate::seqnum::SequenceNumber;
-use crate::store::{Shard, Store, Stream};
-use crate::token::ShardIterator;
+use crate::store::{Shard, Store, Stream, validate_identifier};
+use crate::token::{MAX_ITERATOR_CHARS, ShardIterator};
 
 /// Most records in one PutRecords call.
 pub const MAX_PUT_RECORDS: usize = 500;
@@ -32,13 +32,17 @@ struct Routed {
 }
 
 /// The input's shape, checked before the stream is looked up, as Kinesis validates a request
-/// before it runs it: a bad partition key is a ValidationException even for an unknown stream.
-fn validate_partition_key(entry: &PutEntry, index: usize) -> Result<()> {
+/// before it runs it: a bad partition key length or explicit hash key shape is a
+/// ValidationException even for an unknown stream.
+fn validate_shape(entry: &PutEntry, index: usize) -> Result<()> {
     let key_chars = entry.partition_key.chars().count();
     if !(1..=256).contains(&key_chars) {
         return Err(StreamsError::Validation(format!(
             "1 validation error detected: Value at 'records.{index}.member.partitionKey' failed to satisfy constraint: Member must have length between 1 and 256, got {key_chars}"
         )));
+    }
+    if let Some(key) = &entry.explicit_hash_key {
+        check_hash_key_shape(key, &format!("records.{index}.member.explicitHashKey"))?;
     }
     Ok(())
 }
@@ -127,7 +131,7 @@ impl Store {
             )));
         }
         for (index, entry) in entries.iter().enumerate() {
-            validate_partition_key(entry, index)?;
+            validate_shape(entry, index)?;
         }
         let stream = self.stream(name)?;
         let total: usize = entries
@@ -334,6 +338,8 @@ impl Store {
         shard_id: &str,
         start: IteratorStart,
     ) -> Result<String> {
+        validate_identifier(shard_id, "shardId")?;
+        start.check_shape("startingSequenceNumber")?;
         let stream = self.stream(name)?;
         let shard = self.find_shard(&stream, shard_id)?;
         let resolved = self.resolve_start(&stream, &shard, &start).await?;
@@ -342,6 +348,12 @@ impl Store {
 
     /// GetRecords.
     pub async fn get_records(&self, iterator: &str, limit: Option<i64>) -> Result<RecordsPage> {
+        if !(1..=MAX_ITERATOR_CHARS).contains(&iterator.len()) {
+            return Err(StreamsError::Validation(format!(
+                "1 validation error detected: Value at 'shardIterator' failed to satisfy constraint: Member must have length between 1 and {MAX_ITERATOR_CHARS}, got {}",
+                iterator.len()
+            )));
+        }
         let limit = match limit {
             None => MAX_GET_RECORDS,
             Some(limit) if (1..=MAX_GET_RECORDS as i64).contains(&limit) => limit as usize,

@@ -10,17 +10,24 @@ pub fn hash_partition_key(partition_key: &str) -> u128 {
     u128::from_be_bytes(digest.into())
 }
 
-/// Parses an ExplicitHashKey: a decimal `0|([1-9]\d{0,38})` in `[0, 2^128-1]`.
-pub fn parse_explicit_hash_key(text: &str) -> Result<u128> {
+/// Checks the shape of a hash key given by a client (`field` names it in the error): a decimal
+/// `0|([1-9]\d{0,38})`. Whether it fits in 128 bits is a later, semantic check.
+pub(crate) fn check_hash_key_shape(text: &str, field: &str) -> Result<()> {
     let well_formed = !text.is_empty()
         && text.len() <= 39
         && text.bytes().all(|byte| byte.is_ascii_digit())
         && (text == "0" || !text.starts_with('0'));
-    if !well_formed {
-        return Err(StreamsError::Validation(format!(
-            "1 validation error detected: Value '{text}' at 'explicitHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{{0,38}})"
-        )));
+    if well_formed {
+        return Ok(());
     }
+    Err(StreamsError::Validation(format!(
+        "1 validation error detected: Value '{text}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{{0,38}})"
+    )))
+}
+
+/// Parses an ExplicitHashKey: a decimal `0|([1-9]\d{0,38})` in `[0, 2^128-1]`.
+pub fn parse_explicit_hash_key(text: &str) -> Result<u128> {
+    check_hash_key_shape(text, "explicitHashKey")?;
     text.parse::<u128>().map_err(|_| {
         StreamsError::InvalidArgument(format!(
             "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
+use crate::error::Result;
+use crate::seqnum::SequenceNumber;
+
 pub use crate::meta::StreamMode;
 
 /// A stream's lifecycle state.
@@ -146,6 +149,21 @@ pub enum IteratorStart {
     TrimHorizon,
     /// After the newest record.
     Latest,
+}
+
+impl IteratorStart {
+    /// Checks the shape of a starting sequence number (`field` names it in the error), which
+    /// Kinesis does before it looks up the stream.
+    pub(crate) fn check_shape(&self, field: &str) -> Result<()> {
+        match self {
+            IteratorStart::AtSequenceNumber(text) | IteratorStart::AfterSequenceNumber(text) => {
+                SequenceNumber::check_shape(text, field)
+            }
+            IteratorStart::AtTimestamp(_) | IteratorStart::TrimHorizon | IteratorStart::Latest => {
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A record as read.

@@ -24,10 +24,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Result, StreamsError};
-use crate::hashing::initial_ranges;
+use crate::hashing::{check_hash_key_shape, initial_ranges};
 use crate::meta::{self, ShardClosed, ShardMeta, StreamMeta, StreamMode};
 use crate::model::StreamStatus;
-use crate::store::{Shard, Store, Stream, Topology, lock, shard_id};
+use crate::store::{Shard, Store, Stream, Topology, lock, shard_id, validate_identifier};
 
 /// Most shards a stream can be scaled to with UpdateShardCount.
 const MAX_SHARDS_PER_STREAM: i64 = 10_000;
@@ -218,6 +218,8 @@ impl Store {
         shard_to_split: &str,
         new_starting_hash_key: &str,
     ) -> Result<()> {
+        validate_identifier(shard_to_split, "shardToSplit")?;
+        check_hash_key_shape(new_starting_hash_key, "newStartingHashKey")?;
         let stream = self.stream(name)?;
         self.provisioned_only(&stream, "SplitShard")?;
         let at = parse_hash_key(new_starting_hash_key)?;
@@ -237,6 +239,8 @@ impl Store {
 
     /// MergeShards: closes two adjacent open shards and opens one child over both ranges.
     pub async fn merge_shards(&self, name: &str, shard: &str, adjacent: &str) -> Result<()> {
+        validate_identifier(shard, "shardToMerge")?;
+        validate_identifier(adjacent, "adjacentShardToMerge")?;
         let stream = self.stream(name)?;
         self.provisioned_only(&stream, "MergeShards")?;
         let _updating = self.start_updating(&stream)?;
@@ -489,14 +493,10 @@ impl Store {
 
 /// A NewStartingHashKey: a decimal 128-bit number.
 fn parse_hash_key(text: &str) -> Result<u128> {
-    let well_formed = !text.is_empty()
-        && text.len() <= 39
-        && text.bytes().all(|byte| byte.is_ascii_digit())
-        && (text == "0" || !text.starts_with('0'));
-    let value = well_formed.then(|| text.parse::<u128>().ok()).flatten();
-    value.ok_or_else(|| {
-        StreamsError::Validation(format!(
-            "1 validation error detected: Value '{text}' at 'newStartingHashKey' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{{0,38}})"
+    check_hash_key_shape(text, "newStartingHashKey")?;
+    text.parse::<u128>().map_err(|_| {
+        StreamsError::InvalidArgument(format!(
+            "NewStartingHashKey {text} is not in the hash key range [0, 2^128-1]"
         ))
     })
 }

@@ -23,17 +23,24 @@ impl SequenceNumber {
         ((u128::from(self.shard_index) + 1) << 64) | u128::from(self.engine_sequence)
     }
 
-    /// Parses a client's sequence number; `field` names it in the error.
-    pub fn parse(text: &str, field: &str) -> Result<SequenceNumber> {
+    /// Checks the shape of a client's sequence number, `0|([1-9]\d{0,128})`; `field` names it
+    /// in the error. Whether this server issued it is [`SequenceNumber::parse`]'s later check.
+    pub fn check_shape(text: &str, field: &str) -> Result<()> {
         let well_formed = !text.is_empty()
             && text.len() <= 129
             && text.bytes().all(|byte| byte.is_ascii_digit())
             && (text == "0" || !text.starts_with('0'));
-        if !well_formed {
-            return Err(StreamsError::Validation(format!(
-                "1 validation error detected: Value '{text}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{{0,128}})"
-            )));
+        if well_formed {
+            return Ok(());
         }
+        Err(StreamsError::Validation(format!(
+            "1 validation error detected: Value '{text}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: 0|([1-9]\\d{{0,128}})"
+        )))
+    }
+
+    /// Parses a client's sequence number; `field` names it in the error.
+    pub fn parse(text: &str, field: &str) -> Result<SequenceNumber> {
+        Self::check_shape(text, field)?;
         let invalid = || {
             StreamsError::InvalidArgument(format!(
                 "{field} {text} is not a sequence number this server issued"

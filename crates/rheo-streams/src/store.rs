@@ -106,17 +106,26 @@ pub(crate) fn shard_id(index: u32) -> String {
 
 /// Checks a stream name: 1 to 128 characters of `[a-zA-Z0-9_.-]`.
 pub fn validate_stream_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'));
-    if ok {
+    validate_identifier(name, "streamName")
+}
+
+/// Checks a stream name, consumer name or shard id (`field` names it in the error): 1 to 128
+/// characters of `[a-zA-Z0-9_.-]`, Kinesis's shape for all three.
+pub(crate) fn validate_identifier(value: &str, field: &str) -> Result<()> {
+    if is_identifier(value) {
         return Ok(());
     }
     Err(StreamsError::Validation(format!(
-        "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 1 and 128"
+        "1 validation error detected: Value '{value}' at '{field}' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+ and have length between 1 and 128"
     )))
+}
+
+pub(crate) fn is_identifier(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
 }
 
 pub(crate) async fn blocking<T: Send + 'static>(
@@ -194,7 +203,9 @@ impl Store {
                 .map(|(_, name)| name.to_string())
                 .filter(|name| !name.contains('/'));
             Some(parsed.ok_or_else(|| {
-                StreamsError::InvalidArgument(format!("StreamARN {arn} is not a stream ARN"))
+                StreamsError::Validation(format!(
+                    "1 validation error detected: Value '{arn}' at 'streamARN' failed to satisfy constraint: Member must satisfy regular expression pattern: arn:aws.*:kinesis:.*:\\d{{12}}:stream/\\S+"
+                ))
             })?)
         };
         match (name.is_empty(), from_arn) {

@@ -22,7 +22,7 @@ use crate::meta::ConsumerMeta;
 use crate::metrics::add;
 use crate::model::{ConsumerRef, ConsumerStatus, IteratorStart, RecordOut, SubscribeEvent};
 use crate::seqnum::SequenceNumber;
-use crate::store::{Shard, Store, Stream, lock};
+use crate::store::{Shard, Store, Stream, lock, validate_identifier};
 
 /// Why a session was ended from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +141,8 @@ impl Store {
         shard_id: &str,
         start: IteratorStart,
     ) -> Result<Subscription> {
+        validate_identifier(shard_id, "shardId")?;
+        start.check_shape("startingPosition.sequenceNumber")?;
         let (stream, consumer) = self.find_consumer(&ConsumerRef {
             consumer_arn: consumer_arn.to_string(),
             ..ConsumerRef::default()

@@ -11,6 +11,9 @@ use sha2::Sha256;
 
 use crate::error::{Result, StreamsError};
 
+/// The longest shard iterator Kinesis accepts, in characters.
+pub(crate) const MAX_ITERATOR_CHARS: usize = 512;
+
 const MAC_LEN: usize = 16;
 const ITERATOR_VERSION: u8 = 1;
 const NEXT_TOKEN_VERSION: u8 = 2;
@@ -75,7 +78,7 @@ impl TokenKey {
     /// Decodes a shard iterator; a forged, altered or malformed one is InvalidArgument.
     pub fn decode_iterator(&self, token: &str) -> Result<ShardIterator> {
         let invalid = || StreamsError::InvalidArgument("Invalid ShardIterator.".to_string());
-        if token.is_empty() || token.len() > 512 {
+        if token.is_empty() || token.len() > MAX_ITERATOR_CHARS {
             return Err(invalid());
         }
         let payload = self.open(token).ok_or_else(invalid)?;
