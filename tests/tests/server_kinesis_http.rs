@@ -611,7 +611,7 @@ async fn a_separate_kinesis_listener_splits_the_protocols() {
 }
 
 #[tokio::test]
-async fn a_body_that_does_not_arrive_in_time_is_refused_with_408() {
+async fn a_body_that_does_not_arrive_in_time_is_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
     let deadline = Duration::from_millis(300);
@@ -653,5 +653,67 @@ async fn a_body_that_does_not_arrive_in_time_is_refused_with_408() {
     // A request that sends its body at once is served as usual.
     let mut prompt = Connection::plain(server.addr, false).await;
     create_stream(&mut prompt, server.addr, "after-timeout", 1).await;
+
+    // gRPC: a call whose message stops halfway fails with DEADLINE_EXCEEDED.
+    let (mut body, channel) = http_body_util::channel::Channel::<Bytes>::new(1);
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let request = Request::post(format!(
+        "http://{}/rheo.v1.Kinesis/ListStreams",
+        server.addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(channel)
+    .unwrap();
+    // The 5-byte gRPC prefix announces a 10-byte message; 2 bytes follow, then nothing.
+    body.send_data(Bytes::from_static(&[0, 0, 0, 0, 10, 0x10, 0x01]))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("an answer once the deadline passes")
+        .unwrap();
+    let headers = response.headers().clone();
+    let collected = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the answer ends")
+        .unwrap();
+    assert!(started.elapsed() >= deadline - Duration::from_millis(50));
+    let trailers = collected.trailers().cloned().unwrap_or_default();
+    let field = |name: &str| {
+        headers
+            .get(name)
+            .or_else(|| trailers.get(name))
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    assert_eq!(
+        field("grpc-status").as_deref(),
+        Some("4"),
+        "{headers:?} {trailers:?}"
+    );
+    assert!(
+        // grpc-message is percent-encoded.
+        field("grpc-message")
+            .unwrap_or_default()
+            .replace("%20", " ")
+            .contains("did not arrive within 0.3 s"),
+        "{headers:?} {trailers:?}"
+    );
+    drop(body);
+
+    // Calls that send their message at once still work, streaming ones included.
+    let mut client = server.client().await;
+    let streams = client
+        .list_streams(rheo_proto::v1::ListStreamsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(streams.stream_names, vec!["after-timeout".to_owned()]);
     server.stop().await;
 }

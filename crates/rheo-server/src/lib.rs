@@ -7,6 +7,7 @@
 
 mod admin;
 mod convert;
+mod deadline;
 mod error;
 mod handlers;
 mod kinesis;
@@ -55,13 +56,14 @@ pub struct ServeOptions {
     /// Serve the Kinesis HTTP API on this listener only, and gRPC alone on the main one.
     /// Default: both on the main listener.
     pub kinesis_listener: Option<TcpListener>,
-    /// How long a Kinesis HTTP request may take to send its body before it is refused with 408
-    /// RequestTimeoutException. Default ([`None`]): [`REQUEST_BODY_TIMEOUT`].
+    /// How long a request may take to send its body after its headers: a Kinesis HTTP request is
+    /// then refused with 408 RequestTimeoutException, a gRPC call with DEADLINE_EXCEEDED.
+    /// Default ([`None`]): [`REQUEST_BODY_TIMEOUT`].
     pub request_body_timeout: Option<Duration>,
 }
 
-/// The default deadline for receiving a Kinesis HTTP request body: a client that trickles a
-/// body would otherwise hold its connection and buffer indefinitely.
+/// The default deadline for receiving a request body: a client that trickles a body would
+/// otherwise hold its connection and buffer indefinitely.
 pub const REQUEST_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves on `listener` until `shutdown` resolves. The gRPC port (with the health service
@@ -102,18 +104,24 @@ pub async fn run(
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService::new(testbed_clock, opened.clone()));
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let body_timeout = request_body_timeout.unwrap_or(REQUEST_BODY_TIMEOUT);
     let grpc = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(kinesis)
         .add_service(admin)
         .prepare()
-        .into_axum_router();
+        .into_axum_router()
+        .layer(axum::middleware::map_request(
+            move |request: axum::extract::Request| async move {
+                deadline::limit_body(request, body_timeout)
+            },
+        ));
     let http = kinesis::KinesisHttp {
         store: opened.clone(),
         ops: ops.clone(),
         authentication: Arc::new(authentication),
-        body_timeout: request_body_timeout.unwrap_or(REQUEST_BODY_TIMEOUT),
+        body_timeout,
     };
     // gRPC methods are routed by path; everything else is the Kinesis HTTP protocol.
     let kinesis_http = move |request| kinesis::handle(http.clone(), request);
