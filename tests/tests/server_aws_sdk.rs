@@ -206,6 +206,19 @@ async fn iterator(
         .to_owned()
 }
 
+/// One GetRecords call that must succeed.
+async fn get_records(
+    client: &Client,
+    iterator: impl Into<String>,
+) -> aws_sdk_kinesis::operation::get_records::GetRecordsOutput {
+    client
+        .get_records()
+        .shard_iterator(iterator)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn entries(
     client: &Client,
     stream: &str,
@@ -437,12 +450,7 @@ async fn the_sdk_manages_streams_and_round_trips_binary_records() {
             None,
         )
         .await;
-        let read = client
-            .get_records()
-            .shard_iterator(start)
-            .send()
-            .await
-            .unwrap();
+        let read = get_records(&client, start).await;
         assert_eq!(read_back(read.records()), expected, "{shard}");
         assert_eq!(read.millis_behind_latest(), Some(0), "caught up");
         assert!(read.child_shards().is_empty());
@@ -459,12 +467,7 @@ async fn the_sdk_manages_streams_and_round_trips_binary_records() {
         }
         // The next iterator of an open shard is there, and finds nothing new.
         let next = read.next_shard_iterator().expect("an open shard goes on");
-        let after = client
-            .get_records()
-            .shard_iterator(next)
-            .send()
-            .await
-            .unwrap();
+        let after = get_records(&client, next).await;
         assert!(after.records().is_empty());
         assert_eq!(after.millis_behind_latest(), Some(0));
         by_shard.push(expected);
@@ -486,12 +489,7 @@ async fn the_sdk_manages_streams_and_round_trips_binary_records() {
             None,
         )
         .await;
-        let read = client
-            .get_records()
-            .shard_iterator(start)
-            .send()
-            .await
-            .unwrap();
+        let read = get_records(&client, start).await;
         assert_eq!(read_back(read.records()), shard_0[skip..], "{kind:?}");
     }
 
@@ -551,12 +549,7 @@ async fn the_sdk_manages_streams_and_round_trips_binary_records() {
             Some(at),
         )
         .await;
-        let read = client
-            .get_records()
-            .shard_iterator(start)
-            .send()
-            .await
-            .unwrap();
+        let read = get_records(&client, start).await;
         assert_eq!(read_back(read.records()), expected, "AT_TIMESTAMP {at:?}");
     }
 

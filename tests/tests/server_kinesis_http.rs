@@ -705,6 +705,11 @@ async fn a_body_that_does_not_arrive_in_time_is_refused() {
             .contains("did not arrive within 0.3 s"),
         "{headers:?} {trailers:?}"
     );
+    // Like every error, it names its exception in a google.rpc.ErrorInfo.
+    assert!(
+        field("grpc-status-details-bin").is_some(),
+        "{headers:?} {trailers:?}"
+    );
     drop(body);
 
     // Calls that send their message at once still work, streaming ones included.

@@ -63,10 +63,7 @@ impl http_body::Body for DeadlineBody {
                     return Poll::Pending;
                 }
                 this.deadline = None;
-                let status = tonic::Status::deadline_exceeded(format!(
-                    "the request body did not arrive within {} s",
-                    this.timeout.as_secs_f64()
-                ));
+                let status = crate::error::body_timeout_status(this.timeout);
                 Poll::Ready(Some(Err(axum::Error::new(status))))
             }
         }

@@ -32,6 +32,32 @@ pub fn to_status(error: StreamsError) -> Status {
     Status::with_error_details(code, error.to_string(), details)
 }
 
+/// The exception name of a request body that did not arrive in time: the AWS SDKs retry it as
+/// transient.
+const BODY_TIMEOUT_NAME: &str = "RequestTimeoutException";
+
+fn body_timeout_message(timeout: std::time::Duration) -> String {
+    format!(
+        "the request body did not arrive within {} s",
+        timeout.as_secs_f64()
+    )
+}
+
+/// A gRPC request body that did not arrive within `timeout`: DEADLINE_EXCEEDED, with the same
+/// exception name as the Kinesis HTTP answer.
+pub(crate) fn body_timeout_status(timeout: std::time::Duration) -> Status {
+    let details = ErrorDetails::with_error_info(
+        BODY_TIMEOUT_NAME,
+        ERROR_DOMAIN,
+        std::collections::HashMap::<String, String>::new(),
+    );
+    Status::with_error_details(
+        Code::DeadlineExceeded,
+        body_timeout_message(timeout),
+        details,
+    )
+}
+
 /// An error of the Kinesis HTTP protocol: the `__type` a client branches on, the HTTP status
 /// and the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,12 +135,13 @@ impl WireError {
         }
     }
 
-    /// A body that did not arrive in time: 408 and the name the AWS SDKs retry as transient.
-    pub(crate) fn body_timeout(message: String) -> WireError {
+    /// A body that did not arrive within `timeout`: 408 and the name the AWS SDKs retry as
+    /// transient.
+    pub(crate) fn body_timeout(timeout: std::time::Duration) -> WireError {
         WireError {
-            name: "RequestTimeoutException",
+            name: BODY_TIMEOUT_NAME,
             status: 408,
-            message,
+            message: body_timeout_message(timeout),
         }
     }
 }

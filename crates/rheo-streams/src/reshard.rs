@@ -491,9 +491,8 @@ impl Store {
     }
 }
 
-/// A NewStartingHashKey: a decimal 128-bit number.
+/// A NewStartingHashKey whose shape was checked: a decimal that must fit in 128 bits.
 fn parse_hash_key(text: &str) -> Result<u128> {
-    check_hash_key_shape(text, "newStartingHashKey")?;
     text.parse::<u128>().map_err(|_| {
         StreamsError::InvalidArgument(format!(
             "NewStartingHashKey {text} is not in the hash key range [0, 2^128-1]"

@@ -90,12 +90,7 @@ async fn serve(
         axum::body::to_bytes(body, MAX_BODY_BYTES),
     )
     .await
-    .map_err(|_| {
-        WireError::body_timeout(format!(
-            "the request body did not arrive within {} s",
-            http.body_timeout.as_secs_f64()
-        ))
-    })?
+    .map_err(|_| WireError::body_timeout(http.body_timeout))?
     .map_err(|_| {
         WireError::too_large(format!(
             "the request body is larger than {MAX_BODY_BYTES} bytes"
