@@ -8,12 +8,17 @@
 //! readable: no polling, no CPU while idle. Dropping it frees everything at once.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use rheo_storage::Record;
 use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
 
 use crate::data::{MAX_GET_RECORDS, child_shards, records_out};
 use crate::error::{Result, StreamsError};
@@ -185,16 +190,20 @@ impl Store {
             );
         }
         tracing::debug!(consumer = %consumer_arn, shard = %shard_id, position, "subscribed");
+        let signals = FuturesUnordered::new();
+        signals.push(Signal::ended(ended.clone()));
+        signals.push(Signal::closed(shard.closed.subscribe()));
+        signals.push(Signal::clock_moved(self.inner.clock_moved.subscribe()));
         Ok(Subscription {
             store: self.clone(),
             tip: shard.log.watch_tip(),
-            closed: shard.closed.subscribe(),
+            signals,
+            timer: Box::pin(tokio::time::sleep(fan_out.heartbeat)),
             shard,
             consumer_arn: consumer_arn.to_string(),
             position,
             ended,
             end_gone: false,
-            clock_moved: self.inner.clock_moved.subscribe(),
             started_ms: now,
             last_event_ms: None,
             bucket: fan_out.rate_bytes_per_sec.map(Bucket::new),
@@ -227,8 +236,42 @@ impl Store {
     }
 }
 
+/// A change a waiting session must look at besides new records: it was ended from outside
+/// (or its registry entry dropped), its shard was closed, or the testbed's clock jumped.
+/// Rare, so each waits in [`Subscription::signals`], which polls only the ones that were woken:
+/// a session that wakes for every commit does not re-register them each time.
+enum Signal {
+    Ended(watch::Receiver<Option<Ended>>, bool),
+    Closed(watch::Receiver<Option<crate::meta::ShardClosed>>, bool),
+    ClockMoved(watch::Receiver<u64>, bool),
+}
+
+type SignalWait = Pin<Box<dyn Future<Output = Signal> + Send>>;
+
+impl Signal {
+    fn ended(mut receiver: watch::Receiver<Option<Ended>>) -> SignalWait {
+        Box::pin(async move {
+            let gone = receiver.changed().await.is_err();
+            Signal::Ended(receiver, gone)
+        })
+    }
+
+    fn closed(mut receiver: watch::Receiver<Option<crate::meta::ShardClosed>>) -> SignalWait {
+        Box::pin(async move {
+            let gone = receiver.changed().await.is_err();
+            Signal::Closed(receiver, gone)
+        })
+    }
+
+    fn clock_moved(mut receiver: watch::Receiver<u64>) -> SignalWait {
+        Box::pin(async move {
+            let gone = receiver.changed().await.is_err();
+            Signal::ClockMoved(receiver, gone)
+        })
+    }
+}
+
 /// One SubscribeToShard session. Call [`Subscription::next_event`] until it returns `None`.
-#[derive(Debug)]
 pub struct Subscription {
     store: Store,
     shard: Arc<Shard>,
@@ -236,19 +279,34 @@ pub struct Subscription {
     /// The engine sequence number of the next record to deliver.
     position: u64,
     tip: watch::Receiver<u64>,
+    /// Read at each turn; a clone of it waits in `signals`.
     ended: watch::Receiver<Option<Ended>>,
     end_gone: bool,
-    clock_moved: watch::Receiver<u64>,
+    /// The rare wake-ups (see [`Signal`]), re-armed after each fires.
+    signals: FuturesUnordered<SignalWait>,
+    /// The next heartbeat or the end of the session's lifetime, whichever is first. Kept across
+    /// waits and moved only when it must fire sooner: firing early just means one more look.
+    timer: Pin<Box<Sleep>>,
     started_ms: i64,
     last_event_ms: Option<i64>,
     bucket: Option<Bucket>,
     /// Shared with the session registry, for metrics.
     millis_behind: Arc<AtomicU64>,
     done: bool,
-    /// Wakes the session when a reshard closes its shard.
-    closed: watch::Receiver<Option<crate::meta::ShardClosed>>,
     /// Keeps the stream (and so the session registry) alive while the session runs.
     stream: Arc<Stream>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("consumer_arn", &self.consumer_arn)
+            .field("shard", &self.shard.id)
+            .field("position", &self.position)
+            .field("started_ms", &self.started_ms)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Subscription {
@@ -264,7 +322,7 @@ impl Subscription {
             if self.done {
                 return None;
             }
-            let ended = *self.ended.borrow_and_update();
+            let ended = *self.ended.borrow();
             if let Some(why) = ended {
                 self.done = true;
                 return self.ending_error(why).map(Err);
@@ -283,9 +341,10 @@ impl Subscription {
             if self.position < tip {
                 if let Some(wait) = self.bucket.as_ref().and_then(Bucket::time_to_credit) {
                     // Shaped: wait for credit, but still notice an ending.
+                    self.timer.as_mut().reset(Instant::now() + wait);
                     tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        changed = self.ended.changed() => self.end_gone = changed.is_err(),
+                        () = &mut self.timer => {}
+                        Some(signal) = self.signals.next() => self.rearm(signal),
                     }
                     continue;
                 }
@@ -312,13 +371,27 @@ impl Subscription {
                 return Some(Ok(self.event(Vec::new(), 0)));
             }
             let wait = Duration::from_millis((heartbeat_due.min(expires_ms) - now) as u64);
+            let deadline = Instant::now() + wait;
+            if self.timer.is_elapsed() || self.timer.deadline() > deadline {
+                self.timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 _ = self.tip.changed() => {}
-                _ = self.closed.changed() => {}
-                changed = self.ended.changed() => self.end_gone = changed.is_err(),
-                _ = self.clock_moved.changed() => {}
-                _ = tokio::time::sleep(wait) => {}
+                Some(signal) = self.signals.next() => self.rearm(signal),
+                () = &mut self.timer => {}
             }
+        }
+    }
+
+    /// Waits again for a signal that fired, unless its sender is gone: a gone session entry
+    /// ends the session; a gone shard or store has nothing more to say.
+    fn rearm(&mut self, signal: Signal) {
+        match signal {
+            Signal::Ended(_, true) => self.end_gone = true,
+            Signal::Ended(receiver, false) => self.signals.push(Signal::ended(receiver)),
+            Signal::Closed(receiver, false) => self.signals.push(Signal::closed(receiver)),
+            Signal::ClockMoved(receiver, false) => self.signals.push(Signal::clock_moved(receiver)),
+            Signal::Closed(_, true) | Signal::ClockMoved(_, true) => {}
         }
     }
 
