@@ -24,12 +24,17 @@ pub fn to_status(error: StreamsError) -> Status {
         StreamsError::Internal(_) => Code::Internal,
         StreamsError::Unavailable(_) => Code::Unavailable,
     };
+    named_status(code, error.kinesis_name(), error.to_string())
+}
+
+/// A status whose ErrorInfo reason is the Kinesis exception `name`.
+fn named_status(code: Code, name: &str, message: String) -> Status {
     let details = ErrorDetails::with_error_info(
-        error.kinesis_name(),
+        name,
         ERROR_DOMAIN,
         std::collections::HashMap::<String, String>::new(),
     );
-    Status::with_error_details(code, error.to_string(), details)
+    Status::with_error_details(code, message, details)
 }
 
 /// The exception name of a request body that did not arrive in time: the AWS SDKs retry it as
@@ -46,15 +51,10 @@ fn body_timeout_message(timeout: std::time::Duration) -> String {
 /// A gRPC request body that did not arrive within `timeout`: DEADLINE_EXCEEDED, with the same
 /// exception name as the Kinesis HTTP answer.
 pub(crate) fn body_timeout_status(timeout: std::time::Duration) -> Status {
-    let details = ErrorDetails::with_error_info(
-        BODY_TIMEOUT_NAME,
-        ERROR_DOMAIN,
-        std::collections::HashMap::<String, String>::new(),
-    );
-    Status::with_error_details(
+    named_status(
         Code::DeadlineExceeded,
+        BODY_TIMEOUT_NAME,
         body_timeout_message(timeout),
-        details,
     )
 }
 

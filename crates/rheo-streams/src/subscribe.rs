@@ -191,9 +191,12 @@ impl Store {
         }
         tracing::debug!(consumer = %consumer_arn, shard = %shard_id, position, "subscribed");
         let signals = FuturesUnordered::new();
-        signals.push(Signal::ended(ended.clone()));
-        signals.push(Signal::closed(shard.closed.subscribe()));
-        signals.push(Signal::clock_moved(self.inner.clock_moved.subscribe()));
+        signals.push(wait_for(ended.clone(), Signal::Ended));
+        signals.push(wait_for(shard.closed.subscribe(), Signal::Closed));
+        signals.push(wait_for(
+            self.inner.clock_moved.subscribe(),
+            Signal::ClockMoved,
+        ));
         Ok(Subscription {
             store: self.clone(),
             tip: shard.log.watch_tip(),
@@ -248,27 +251,16 @@ enum Signal {
 
 type SignalWait = Pin<Box<dyn Future<Output = Signal> + Send>>;
 
-impl Signal {
-    fn ended(mut receiver: watch::Receiver<Option<Ended>>) -> SignalWait {
-        Box::pin(async move {
-            let gone = receiver.changed().await.is_err();
-            Signal::Ended(receiver, gone)
-        })
-    }
-
-    fn closed(mut receiver: watch::Receiver<Option<crate::meta::ShardClosed>>) -> SignalWait {
-        Box::pin(async move {
-            let gone = receiver.changed().await.is_err();
-            Signal::Closed(receiver, gone)
-        })
-    }
-
-    fn clock_moved(mut receiver: watch::Receiver<u64>) -> SignalWait {
-        Box::pin(async move {
-            let gone = receiver.changed().await.is_err();
-            Signal::ClockMoved(receiver, gone)
-        })
-    }
+/// Waits for the next change of `receiver` and hands it back in its [`Signal`] variant, with
+/// whether its sender is gone.
+fn wait_for<T: Send + Sync + 'static>(
+    mut receiver: watch::Receiver<T>,
+    signal: fn(watch::Receiver<T>, bool) -> Signal,
+) -> SignalWait {
+    Box::pin(async move {
+        let gone = receiver.changed().await.is_err();
+        signal(receiver, gone)
+    })
 }
 
 /// One SubscribeToShard session. Call [`Subscription::next_event`] until it returns `None`.
@@ -388,9 +380,13 @@ impl Subscription {
     fn rearm(&mut self, signal: Signal) {
         match signal {
             Signal::Ended(_, true) => self.end_gone = true,
-            Signal::Ended(receiver, false) => self.signals.push(Signal::ended(receiver)),
-            Signal::Closed(receiver, false) => self.signals.push(Signal::closed(receiver)),
-            Signal::ClockMoved(receiver, false) => self.signals.push(Signal::clock_moved(receiver)),
+            Signal::Ended(receiver, false) => self.signals.push(wait_for(receiver, Signal::Ended)),
+            Signal::Closed(receiver, false) => {
+                self.signals.push(wait_for(receiver, Signal::Closed))
+            }
+            Signal::ClockMoved(receiver, false) => {
+                self.signals.push(wait_for(receiver, Signal::ClockMoved))
+            }
             Signal::Closed(_, true) | Signal::ClockMoved(_, true) => {}
         }
     }
