@@ -3,7 +3,6 @@
 use rheo_proto::v1 as pb;
 use rheo_streams::{
     ConsumerInfo, ConsumerStatus, RecordOut, ShardInfo, StreamInfo, StreamMode, StreamStatus,
-    SubscribeEvent,
 };
 
 pub(crate) fn mode(mode: StreamMode) -> i32 {
@@ -73,6 +72,10 @@ pub(crate) fn record(record: RecordOut) -> pb::Record {
     }
 }
 
+pub(crate) fn child_shards(children: Vec<ShardInfo>) -> Vec<pb::ChildShard> {
+    children.into_iter().map(child_shard).collect()
+}
+
 pub(crate) fn child_shard(child: ShardInfo) -> pb::ChildShard {
     pb::ChildShard {
         parent_shards: child
@@ -112,14 +115,5 @@ pub(crate) fn consumer_description(info: ConsumerInfo) -> pb::ConsumerDescriptio
         consumer_status: consumer_status(info.status),
         consumer_creation_timestamp_ms: info.created_ms,
         stream_arn: info.stream_arn,
-    }
-}
-
-pub(crate) fn subscribe_event(event: SubscribeEvent) -> pb::SubscribeToShardEvent {
-    pb::SubscribeToShardEvent {
-        records: event.records.into_iter().map(record).collect(),
-        continuation_sequence_number: event.continuation_sequence_number,
-        millis_behind_latest: event.millis_behind_latest as i64,
-        child_shards: event.child_shards.into_iter().map(child_shard).collect(),
     }
 }

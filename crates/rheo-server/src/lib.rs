@@ -12,6 +12,7 @@ mod error;
 mod handlers;
 mod kinesis;
 mod ops;
+mod push;
 mod serve;
 mod service;
 mod tls;
@@ -99,7 +100,8 @@ pub async fn run(
     let reflection = reflection_builder().build_v1()?;
     let reflection_alpha = reflection_builder().build_v1alpha()?;
     let opened: Arc<OnceLock<Store>> = Arc::default();
-    let kinesis = KinesisServer::new(KinesisService::new(opened.clone(), ops.clone()))
+    let kinesis_service = KinesisService::new(opened.clone(), ops.clone());
+    let kinesis = KinesisServer::new(kinesis_service.clone())
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService::new(testbed_clock, opened.clone()));
@@ -112,6 +114,7 @@ pub async fn run(
         .add_service(admin)
         .prepare()
         .into_axum_router()
+        .route(push::PATH, push::route(kinesis_service, MAX_MESSAGE_BYTES))
         .layer(axum::middleware::map_request(
             move |request: axum::extract::Request| async move {
                 deadline::limit_body(request, body_timeout)

@@ -5,7 +5,7 @@ use rheo_proto::v1 as pb;
 use rheo_proto::v1::kinesis_server::Kinesis;
 use std::pin::Pin;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -13,10 +13,10 @@ use std::time::Instant;
 use rheo_streams::{Store, StreamsError, Subscription};
 use tonic::{Request, Response, Status};
 
-use crate::convert;
 use crate::error::to_status;
 use crate::handlers::{consumers, records, shards, streams, tags};
 use crate::ops::Ops;
+use crate::push::{PushEvent, PushStream};
 
 /// The Kinesis gRPC service over a [`Store`] that may still be opening: until it is, every
 /// call fails with UNAVAILABLE (ServiceUnavailableException).
@@ -67,6 +67,35 @@ pub(crate) fn observe_push_delay(ops: &Ops, store: &Store, event: &rheo_streams:
     if let Some(newest) = event.records.iter().map(|record| record.arrival_ms).max() {
         let delay_ms = (store.clock().now_ms() - newest).max(0);
         ops.observe_push_delay(delay_ms as f64 / 1000.0);
+    }
+}
+
+impl KinesisService {
+    /// SubscribeToShard: the session's events, pulled as the connection takes them.
+    pub(crate) async fn push_events(
+        &self,
+        request: Request<pb::SubscribeToShardRequest>,
+    ) -> Reply<PushStream> {
+        let store = self.store()?.clone();
+        let started = Instant::now();
+        let subscription = consumers::subscribe(&store, request.into_inner()).await;
+        self.ops
+            .observe_request("SubscribeToShard", started.elapsed().as_secs_f64());
+        let subscription = subscription.map_err(to_status)?;
+        let ops = self.ops.clone();
+        let events =
+            futures_util::stream::unfold(subscription, move |mut subscription: Subscription| {
+                let ops = ops.clone();
+                let store = store.clone();
+                async move {
+                    let event = subscription.next_event().await?;
+                    if let Ok(event) = &event {
+                        observe_push_delay(&ops, &store, event);
+                    }
+                    Some((event.map(PushEvent::new).map_err(to_status), subscription))
+                }
+            });
+        Ok(Response::new(Box::pin(events)))
     }
 }
 
@@ -306,33 +335,16 @@ impl Kinesis for KinesisService {
 
     type SubscribeToShardStream = EventStream;
 
+    /// Served by [`crate::push::route`], which the router prefers; this is the same session
+    /// through the generated codec, for a service mounted without that route.
     async fn subscribe_to_shard(
         &self,
         request: Request<pb::SubscribeToShardRequest>,
     ) -> Reply<EventStream> {
-        let store = self.store()?.clone();
-        let started = Instant::now();
-        let subscription = consumers::subscribe(&store, request.into_inner()).await;
-        self.ops
-            .observe_request("SubscribeToShard", started.elapsed().as_secs_f64());
-        let subscription = subscription.map_err(to_status)?;
-        let ops = self.ops.clone();
-        let events =
-            futures_util::stream::unfold(subscription, move |mut subscription: Subscription| {
-                let ops = ops.clone();
-                let store = store.clone();
-                async move {
-                    let event = subscription.next_event().await?;
-                    if let Ok(event) = &event {
-                        observe_push_delay(&ops, &store, event);
-                    }
-                    Some((
-                        event.map(convert::subscribe_event).map_err(to_status),
-                        subscription,
-                    ))
-                }
-            });
-        Ok(Response::new(Box::pin(events)))
+        let events = self.push_events(request).await?.into_inner();
+        Ok(Response::new(Box::pin(
+            events.map(|event| event.map(PushEvent::into_message)),
+        )))
     }
 
     async fn split_shard(

@@ -34,8 +34,8 @@ pub use hashing::{hash_partition_key, initial_ranges, parse_explicit_hash_key};
 pub use metrics::{OpenProgress, SessionMetrics, ShardMetrics, StoreMetrics};
 pub use model::{
     ConsumerInfo, ConsumerPage, ConsumerRef, ConsumerStatus, CreateStream, IteratorStart, Limits,
-    PutEntry, PutOutcome, RecordOut, RecordsPage, ShardFilter, ShardInfo, StreamInfo, StreamMode,
-    StreamPage, StreamStatus, SubscribeEvent, format_time,
+    PushedRecords, PutEntry, PutOutcome, RecordOut, RecordsPage, ShardFilter, ShardInfo,
+    StreamInfo, StreamMode, StreamPage, StreamStatus, SubscribeEvent, format_time,
 };
 pub use seqnum::SequenceNumber;
 pub use store::{Store, validate_stream_name};

@@ -1,6 +1,7 @@
 //! The domain's inputs and outputs, independent of any wire format.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -259,11 +260,56 @@ pub struct ConsumerPage {
     pub next_token: Option<String>,
 }
 
+/// The records of a push event. Sessions at the same position of a shard get the same ones:
+/// cloning shares them, and a front end can keep its encoding of them next to them
+/// ([`PushedRecords::encoded`]) so that it encodes them once for all those sessions.
+#[derive(Debug, Clone, Default)]
+pub struct PushedRecords(Arc<PushedInner>);
+
+#[derive(Debug, Default)]
+struct PushedInner {
+    records: Vec<RecordOut>,
+    encoded: OnceLock<Bytes>,
+}
+
+impl PushedRecords {
+    /// Records to push, in sequence order.
+    pub fn new(records: Vec<RecordOut>) -> Self {
+        PushedRecords(Arc::new(PushedInner {
+            records,
+            encoded: OnceLock::new(),
+        }))
+    }
+
+    /// The records' encoding, made by the first caller's `encode` and shared with every later
+    /// caller. Only one front end may use this (the gRPC one): the slot does not say which
+    /// encoding it holds.
+    pub fn encoded(&self, encode: impl FnOnce(&[RecordOut]) -> Bytes) -> &Bytes {
+        self.0.encoded.get_or_init(|| encode(&self.0.records))
+    }
+}
+
+impl std::ops::Deref for PushedRecords {
+    type Target = [RecordOut];
+
+    fn deref(&self) -> &[RecordOut] {
+        &self.0.records
+    }
+}
+
+impl PartialEq for PushedRecords {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.records == other.0.records
+    }
+}
+
+impl Eq for PushedRecords {}
+
 /// One push of a SubscribeToShard session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeEvent {
     /// Records in sequence order; empty in a heartbeat.
-    pub records: Vec<RecordOut>,
+    pub records: PushedRecords,
     /// Where to resume (with AFTER_SEQUENCE_NUMBER); `None` at the end of a closed shard.
     pub continuation_sequence_number: Option<String>,
     /// How far behind the tip this event is; 0 when caught up.

@@ -25,7 +25,7 @@ use crate::error::{Result, StreamsError};
 use crate::limits::Bucket;
 use crate::meta::ConsumerMeta;
 use crate::metrics::add;
-use crate::model::{ConsumerRef, ConsumerStatus, IteratorStart, RecordOut, SubscribeEvent};
+use crate::model::{ConsumerRef, ConsumerStatus, IteratorStart, PushedRecords, SubscribeEvent};
 use crate::seqnum::SequenceNumber;
 use crate::store::{Shard, Store, Stream, lock, validate_identifier};
 
@@ -105,14 +105,14 @@ impl Stream {
 
 /// The records of a shard's newest read that reached the tip, shared by the shard's push
 /// sessions: when several consumers are caught up, one reads and decodes each commit and the
-/// others take the same records.
+/// others take the same records (and the front end's encoding of them, see [`PushedRecords`]).
 #[derive(Debug)]
 pub(crate) struct RecentRead {
     from: u64,
     next: u64,
     bytes: usize,
     millis_behind: u64,
-    records: Arc<Vec<RecordOut>>,
+    records: PushedRecords,
 }
 
 impl Shard {
@@ -351,7 +351,7 @@ impl Subscription {
                 // Every record of the closed shard was delivered: name its children and end.
                 self.done = true;
                 return Some(Ok(SubscribeEvent {
-                    records: Vec::new(),
+                    records: PushedRecords::default(),
                     continuation_sequence_number: None,
                     millis_behind_latest: 0,
                     child_shards: child_shards(&self.stream.topology(), self.shard.index),
@@ -360,7 +360,7 @@ impl Subscription {
             let heartbeat_due = self.last_event_ms.map_or(now, |last| last + heartbeat_ms);
             if now >= heartbeat_due {
                 self.last_event_ms = Some(now);
-                return Some(Ok(self.event(Vec::new(), 0)));
+                return Some(Ok(self.event(PushedRecords::default(), 0)));
             }
             let wait = Duration::from_millis((heartbeat_due.min(expires_ms) - now) as u64);
             let deadline = Instant::now() + wait;
@@ -406,7 +406,7 @@ impl Subscription {
         let (records, next, millis_behind) = match recent {
             // Another session just read the same records: share them.
             Some(recent) => (
-                recent.records.as_ref().clone(),
+                recent.records,
                 recent.next,
                 if recent.next >= tip {
                     0
@@ -441,7 +441,7 @@ impl Subscription {
 
     /// Reads from the log at the session's position; a read that reaches the tip is kept for
     /// the shard's other sessions, which usually want exactly those records next.
-    async fn read_log(&mut self, tip: u64, max_bytes: usize) -> Result<(Vec<RecordOut>, u64, u64)> {
+    async fn read_log(&mut self, tip: u64, max_bytes: usize) -> Result<(PushedRecords, u64, u64)> {
         let log = self.shard.log.clone();
         let from = self.position;
         let read = move || log.read(from, MAX_GET_RECORDS, max_bytes);
@@ -461,31 +461,39 @@ impl Subscription {
             }
         };
         let bytes: usize = outcome.records.iter().map(Record::size).sum();
-        let records = records_out(self.shard.index, outcome.records);
+        let records = PushedRecords::new(records_out(self.shard.index, outcome.records));
         if outcome.next_sequence >= tip {
             self.shard.keep_recent_read(RecentRead {
                 from,
                 next: outcome.next_sequence,
                 bytes,
                 millis_behind: outcome.millis_behind_latest,
-                records: Arc::new(records.clone()),
+                records: records.clone(),
             });
         }
         Ok((records, outcome.next_sequence, outcome.millis_behind_latest))
     }
 
-    fn event(&self, records: Vec<RecordOut>, millis_behind_latest: u64) -> SubscribeEvent {
+    fn event(&self, records: PushedRecords, millis_behind_latest: u64) -> SubscribeEvent {
+        // The last record delivered (or the one before the position): resuming AFTER it
+        // continues exactly here. After records, that is the last one's, already formatted.
+        let before_position = || {
+            SequenceNumber {
+                shard_index: self.shard.index,
+                engine_sequence: self.position.saturating_sub(1),
+            }
+            .to_string()
+        };
+        let continuation = match records.last() {
+            Some(last) => {
+                debug_assert_eq!(last.sequence_number, before_position());
+                last.sequence_number.clone()
+            }
+            None => before_position(),
+        };
         SubscribeEvent {
             records,
-            // The last record delivered (or the one before the position): resuming AFTER it
-            // continues exactly here.
-            continuation_sequence_number: Some(
-                SequenceNumber {
-                    shard_index: self.shard.index,
-                    engine_sequence: self.position.saturating_sub(1),
-                }
-                .to_string(),
-            ),
+            continuation_sequence_number: Some(continuation),
             millis_behind_latest,
             child_shards: Vec::new(),
         }

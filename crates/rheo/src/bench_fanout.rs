@@ -100,22 +100,46 @@ fn record_fingerprint(producer: u32, number: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// utime + stime in ticks from the text of `/proc/<pid>/stat` (fields 14 and 15; the command
-/// name in field 2 may hold spaces and parentheses, so count from the last `)`).
-fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+/// `(utime, stime)` in ticks from the text of `/proc/<pid>/stat` (fields 14 and 15; the
+/// command name in field 2 may hold spaces and parentheses, so count from the last `)`).
+fn parse_stat_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     let mut fields = after_name.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
-/// CPU seconds a process has used so far (`self` for this one).
-fn process_cpu_seconds(pid: &str) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = parse_stat_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))?;
-    Ok(ticks as f64 / TICKS_PER_SECOND)
+/// CPU seconds a process has used so far, in user and in kernel mode.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CpuTimes {
+    user: f64,
+    system: f64,
+}
+
+impl CpuTimes {
+    /// Of process `pid` (`self` for this one).
+    fn of(pid: &str) -> anyhow::Result<CpuTimes> {
+        let path = format!("/proc/{pid}/stat");
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        let (user, system) =
+            parse_stat_cpu_ticks(&stat).with_context(|| format!("parsing {path}"))?;
+        Ok(CpuTimes {
+            user: user as f64 / TICKS_PER_SECOND,
+            system: system as f64 / TICKS_PER_SECOND,
+        })
+    }
+
+    fn total(self) -> f64 {
+        self.user + self.system
+    }
+
+    fn since(self, before: CpuTimes) -> CpuTimes {
+        CpuTimes {
+            user: self.user - before.user,
+            system: self.system - before.system,
+        }
+    }
 }
 
 /// What one side saw of one shard: counts and the fingerprint of the set of records.
@@ -577,10 +601,10 @@ pub(crate) async fn run(args: BenchFanoutArgs) -> anyhow::Result<std::process::E
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let server_pid = args.server_pid.map(|pid| pid.to_string());
-    let cpu_at = |pid: &Option<String>| pid.as_deref().map(process_cpu_seconds).transpose();
+    let cpu_at = |pid: &Option<String>| pid.as_deref().map(CpuTimes::of).transpose();
     let window_started = Instant::now();
     let server_cpu_before = cpu_at(&server_pid)?;
-    let bench_cpu_before = process_cpu_seconds("self")?;
+    let bench_cpu_before = CpuTimes::of("self")?;
 
     let mut put_per_shard = vec![ShardTally::default(); shard_ids.len()];
     let mut put_latency = Histogram::<u64>::new(3)?;
@@ -605,10 +629,10 @@ pub(crate) async fn run(args: BenchFanoutArgs) -> anyhow::Result<std::process::E
     let drained_in = draining.elapsed();
     let window = window_started.elapsed().as_secs_f64();
     let server_cpu = match (server_cpu_before, cpu_at(&server_pid)?) {
-        (Some(before), Some(after)) => Some(after - before),
+        (Some(before), Some(after)) => Some(after.since(before)),
         _ => None,
     };
-    let bench_cpu = process_cpu_seconds("self")? - bench_cpu_before;
+    let bench_cpu = CpuTimes::of("self")?.since(bench_cpu_before).total();
     stop.send_replace(true);
 
     let mut deliveries = Vec::new();
@@ -640,15 +664,20 @@ pub(crate) async fn run(args: BenchFanoutArgs) -> anyhow::Result<std::process::E
         drained_in.as_secs_f64() * 1000.0
     );
     latency_line("put-to-delivery latency", &latency, "records");
-    if let Some(cpu) = server_cpu {
+    if let Some(times) = server_cpu {
+        let cpu = times.total();
         let per_mb = if delivered_mb > 0.0 {
             format!("{:.1} CPU-ms per delivered MB", cpu * 1000.0 / delivered_mb)
         } else {
             "nothing delivered".to_string()
         };
+        // User mode is the server's own code; kernel mode holds the syscalls (fdatasync and
+        // socket writes, with the loopback's receive work) and moves with the disk.
         println!(
-            "server CPU: {cpu:.2} s over {window:.2} s ({:.0}% of one core); {per_mb}",
-            cpu / window * 100.0
+            "server CPU: {cpu:.2} s over {window:.2} s ({:.0}% of one core; user {:.2} s, system {:.2} s); {per_mb}",
+            cpu / window * 100.0,
+            times.user,
+            times.system
         );
     }
     println!(
@@ -743,7 +772,7 @@ mod tests {
     #[test]
     fn stat_cpu_ticks_skip_a_command_name_with_spaces_and_parentheses() {
         let stat = "4242 (rheo (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 9 0";
-        assert_eq!(parse_stat_cpu_ticks(stat), Some(325));
+        assert_eq!(parse_stat_cpu_ticks(stat), Some((250, 75)));
         assert_eq!(parse_stat_cpu_ticks("4242 (rheo) S 1"), None);
     }
 

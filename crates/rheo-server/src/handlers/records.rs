@@ -144,10 +144,6 @@ pub(crate) async fn get_records(
         records: page.records.into_iter().map(convert::record).collect(),
         next_shard_iterator: page.next_shard_iterator,
         millis_behind_latest: page.millis_behind_latest as i64,
-        child_shards: page
-            .child_shards
-            .into_iter()
-            .map(convert::child_shard)
-            .collect(),
+        child_shards: convert::child_shards(page.child_shards),
     })
 }

@@ -90,7 +90,8 @@ impl Session {
                 crate::service::observe_push_delay(&self.ops, &self.store, &event);
                 let records: Vec<Record> = event
                     .records
-                    .into_iter()
+                    .iter()
+                    .cloned()
                     .map(|record| convert::record(crate::convert::record(record)))
                     .collect();
                 let rest = EventRest {
