@@ -233,6 +233,11 @@ impl CommitQueue {
         lock(&self.state).closed
     }
 
+    /// Accepts appends again after [`CommitQueue::close`].
+    pub(crate) fn reopen(&self) {
+        lock(&self.state).closed = false;
+    }
+
     /// Takes the next group: the front append (the leader's own) and those behind it up to
     /// `max_bytes`.
     pub(crate) fn take_group(&self, max_bytes: usize) -> Vec<PendingAppend> {

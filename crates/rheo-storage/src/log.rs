@@ -268,15 +268,25 @@ impl ShardLog {
         }
     }
 
-    /// Closes the log for writes, for good (resharding closes a parent shard this way): later
-    /// appends fail with [`Error::Closed`]; appends already queued are committed first; then
-    /// everything is made durable whatever the policy. Returns the sequence number after the
-    /// last record, which no record will ever have. Reads are unaffected. The closed state is
-    /// not stored in the log: after a reopen, [`ShardLog::mark_closed`] restores it.
+    /// Closes the log for writes (resharding closes a parent shard this way): later appends
+    /// fail with [`Error::Closed`]; appends already queued are committed first; then everything
+    /// is made durable whatever the policy. Returns the sequence number after the last record,
+    /// which no record will have unless [`ShardLog::reopen_writes`] undoes the close. Reads are
+    /// unaffected. The closed state is not stored in the log: after a reopen,
+    /// [`ShardLog::mark_closed`] restores it.
     pub fn close_writes(&self) -> Result<u64> {
         self.queue.close();
         self.sync()?;
         Ok(self.view().next_seq)
+    }
+
+    /// Accepts appends again after [`ShardLog::close_writes`]: for a caller that closed the log
+    /// as part of a change it then undid (a reshard whose commit failed). The log continues
+    /// where it stopped. Refused on a poisoned log, which takes no appends either way.
+    pub fn reopen_writes(&self) -> Result<()> {
+        self.check_poisoned()?;
+        self.queue.reopen();
+        Ok(())
     }
 
     /// Refuses later appends without waiting (for a log reopened after it was closed).

@@ -39,7 +39,7 @@ pub(crate) fn load(
             control: tokio::sync::Mutex::new(()),
             clock_moved: tokio::sync::watch::Sender::new(0),
             #[cfg(test)]
-            crash_at: std::sync::Mutex::new(None),
+            crash_at: std::sync::Mutex::new(Vec::new()),
         }),
     };
     let mut streams = BTreeMap::new();

@@ -11,6 +11,12 @@
 //!    disk, after it the new one);
 //! 4. the new topology is published and puts resume, routed to the children.
 //!
+//! A step that fails without the process dying (a full disk, an I/O error) is undone before
+//! puts resume: the old metadata is written again if the new one may have reached the disk,
+//! then the parents are reopened for writes and the children's directories removed, so the
+//! stream keeps its old shape and the reshard can be retried. If even the old metadata cannot
+//! be written, the parents stay closed until a restart (see [`Store::undo_reshard`]).
+//!
 //! So a record goes to a parent before its end or to a child, never both, never lost; every
 //! child's sequence numbers are above its parents' (a higher shard index); and the open shards
 //! always cover the key space exactly, because each pairwise step keeps that true.
@@ -428,24 +434,39 @@ impl Store {
             }))
             .cloned()
             .collect();
-        let ends = crate::store::blocking(move || {
-            closing
-                .iter()
-                .map(|shard| Ok((shard.index, shard.log.close_writes()?)))
-                .collect::<Result<Vec<(u32, u64)>>>()
-        })
-        .await?;
-        for (index, end) in &ends {
-            if let Some(closed) = plan.shard_mut(*index).closed.as_mut() {
-                closed.end = *end;
+        let mut commit_tried = false;
+        let committed = async {
+            let ends = crate::store::blocking(move || {
+                closing
+                    .iter()
+                    .map(|shard| Ok((shard.index, shard.log.close_writes()?)))
+                    .collect::<Result<Vec<(u32, u64)>>>()
+            })
+            .await?;
+            for (index, end) in &ends {
+                if let Some(closed) = plan.shard_mut(*index).closed.as_mut() {
+                    closed.end = *end;
+                }
             }
-        }
-        self.crash_point("parents closed")?;
+            self.crash_point("parents closed")?;
 
-        // 3. The commit point: the new shape, written atomically.
-        let dir = stream.dir.clone();
-        let to_write = plan.meta.clone();
-        crate::store::blocking(move || meta::write(&dir, &to_write)).await?;
+            // 3. The commit point: the new shape, written atomically.
+            let dir = stream.dir.clone();
+            let to_write = plan.meta.clone();
+            commit_tried = true;
+            crate::store::blocking(move || meta::write(&dir, &to_write)).await?;
+            self.crash_point("metadata written")?;
+            Ok::<_, StreamsError>(ends)
+        }
+        .await;
+        let ends = match committed {
+            Ok(ends) => ends,
+            Err(error) => {
+                self.undo_reshard(stream, &parents, children, commit_tried)
+                    .await;
+                return Err(error);
+            }
+        };
 
         // 4. Publish: closed shards wake their push sessions; puts route to the children.
         let closed_by_index = |index: u32| {
@@ -474,10 +495,66 @@ impl Store {
         Ok(())
     }
 
+    /// Undoes a reshard that failed between closing its parents and its commit point, with the
+    /// stream's gate still held: the stream must keep its old shape, writable. If the new
+    /// metadata may have reached the disk (its write was tried: a failure after the rename, an
+    /// fsync of the directory, say, leaves that unknown), the old metadata is written again
+    /// first; only once the disk surely holds the old shape are the parents reopened for
+    /// writes and the children's directories removed. If that write fails too, the parents
+    /// stay closed (puts to their key ranges fail until a restart, which finds one shape or the
+    /// other, each consistent): writing to them could put records after an end the new shape
+    /// has recorded.
+    async fn undo_reshard(
+        &self,
+        stream: &Arc<Stream>,
+        parents: &[Arc<Shard>],
+        children: Vec<Arc<Shard>>,
+        commit_tried: bool,
+    ) {
+        if commit_tried {
+            let dir = stream.dir.clone();
+            let old = lock(&stream.meta).clone();
+            let rewritten = match self.crash_point("metadata restored") {
+                Ok(()) => crate::store::blocking(move || meta::write(&dir, &old)).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = rewritten {
+                let closed: Vec<&str> = parents.iter().map(|shard| shard.id.as_str()).collect();
+                tracing::error!(stream = %stream.name, %error, shards = ?closed, "a reshard failed at its commit point and could not be undone: these shards refuse writes until the server restarts");
+                return;
+            }
+        }
+        for parent in parents {
+            if let Err(error) = parent.log.reopen_writes() {
+                tracing::error!(stream = %stream.name, shard = %parent.id, %error, "a shard closed by a failed reshard stays closed");
+            }
+        }
+        let dirs: Vec<_> = children
+            .iter()
+            .map(|child| stream.dir.join(&child.id))
+            .collect();
+        drop(children);
+        let stream_dir = stream.dir.clone();
+        let removed = crate::store::blocking(move || {
+            for dir in &dirs {
+                std::fs::remove_dir_all(dir).map_err(|error| {
+                    StreamsError::Internal(format!("removing {}: {error}", dir.display()))
+                })?;
+            }
+            meta::sync_dir(&stream_dir)
+        })
+        .await;
+        if let Err(error) = removed {
+            // The next start removes them: the metadata does not list them.
+            tracing::warn!(stream = %stream.name, %error, "could not remove the shards of a failed reshard");
+        }
+        tracing::warn!(stream = %stream.name, "a failed reshard was undone: the stream keeps its shape");
+    }
+
     /// A crash injected by tests between the steps of a reshard.
     #[cfg(test)]
     fn crash_point(&self, step: &'static str) -> Result<()> {
-        if *lock(&self.inner.crash_at) == Some(step) {
+        if lock(&self.inner.crash_at).contains(&step) {
             return Err(StreamsError::Internal(format!(
                 "injected crash after {step}"
             )));

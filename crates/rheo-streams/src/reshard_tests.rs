@@ -141,13 +141,18 @@ async fn uniform_scaling_ends_uniform_with_pairwise_lineage() {
 
 #[tokio::test]
 async fn a_crash_inside_a_reshard_leaves_it_not_started_or_complete() {
-    for crash in [Some("children created"), Some("parents closed"), None] {
+    for crash in [
+        Some("children created"),
+        Some("parents closed"),
+        Some("metadata written"),
+        None,
+    ] {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = store(dir.path()).await;
             create(&store, 2).await;
             put(&store, "before").await;
-            *lock(&store.inner.crash_at) = crash;
+            *lock(&store.inner.crash_at) = crash.into_iter().collect();
             let result = store
                 .split_shard("s", "shardId-000000000000", &(u128::MAX / 4).to_string())
                 .await;
@@ -186,4 +191,105 @@ async fn a_crash_inside_a_reshard_leaves_it_not_started_or_complete() {
             }
         }
     }
+}
+
+/// Every record of `shard`, from the trim horizon.
+async fn records_in(store: &Store, shard: &str) -> usize {
+    let iterator = store
+        .get_shard_iterator("s", shard, crate::model::IteratorStart::TrimHorizon)
+        .await
+        .unwrap();
+    store
+        .get_records(&iterator, None)
+        .await
+        .unwrap()
+        .records
+        .len()
+}
+
+fn shard_dirs(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("streams/s"))
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().starts_with("shardId-")
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_reshard_that_fails_before_or_at_its_commit_point_is_undone_and_writes_go_on() {
+    for step in ["parents closed", "metadata written"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        create(&store, 2).await;
+        assert_eq!(put(&store, "before").await, "shardId-000000000000");
+        *lock(&store.inner.crash_at) = vec![step];
+        let split = store
+            .split_shard("s", "shardId-000000000000", &(u128::MAX / 4).to_string())
+            .await;
+        assert!(split.is_err(), "{step}");
+        lock(&store.inner.crash_at).clear();
+        // The old shape, writable, with nothing left of the children.
+        assert_eq!(
+            put(&store, "before").await,
+            "shardId-000000000000",
+            "{step}"
+        );
+        assert_eq!(shards(&store, ShardFilter::FromTrimHorizon).len(), 2);
+        assert_eq!(shard_dirs(dir.path()), 2, "{step}: children removed");
+        // The same reshard can be made again, and every record is kept.
+        store
+            .split_shard("s", "shardId-000000000000", &(u128::MAX / 4).to_string())
+            .await
+            .unwrap();
+        assert_ne!(put(&store, "before").await, "shardId-000000000000");
+        drop(store);
+        let store = self::store(dir.path()).await;
+        let all = shards(&store, ShardFilter::FromTrimHorizon);
+        assert_eq!(all.len(), 4, "{step}");
+        assert!(all[0].ending_sequence_number.is_some());
+        assert_eq!(
+            records_in(&store, "shardId-000000000000").await,
+            2,
+            "{step}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reshard_whose_commit_cannot_be_undone_keeps_its_parents_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    create(&store, 2).await;
+    put(&store, "before").await;
+    // The new metadata was written but reported failed, and restoring the old one fails too:
+    // the disk may hold either shape, so the parent must take no more records.
+    *lock(&store.inner.crash_at) = vec!["metadata written", "metadata restored"];
+    let split = store
+        .split_shard("s", "shardId-000000000000", &(u128::MAX / 4).to_string())
+        .await;
+    assert!(split.is_err());
+    lock(&store.inner.crash_at).clear();
+    let refused = store
+        .put_records(
+            "s",
+            vec![PutEntry {
+                data: Bytes::from_static(b"x"),
+                partition_key: "before".into(),
+                explicit_hash_key: None,
+            }],
+        )
+        .await;
+    let stored = matches!(refused.as_deref(), Ok([PutOutcome::Stored { .. }]));
+    assert!(!stored, "the closed parent took a record: {refused:?}");
+    // A restart finds the shape on disk (here the new one) whole: the parent ends after the
+    // record it took, the children are there.
+    drop(store);
+    let store = self::store(dir.path()).await;
+    let all = shards(&store, ShardFilter::FromTrimHorizon);
+    assert_eq!(all.len(), 4);
+    assert_covered(&shards(&store, ShardFilter::AtLatest));
+    assert_eq!(records_in(&store, "shardId-000000000000").await, 1);
+    assert_ne!(put(&store, "before").await, "shardId-000000000000");
 }

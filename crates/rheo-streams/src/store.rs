@@ -77,9 +77,10 @@ pub(crate) struct Inner {
     pub(crate) control: tokio::sync::Mutex<()>,
     /// Bumped when the testbed clock jumps, so waiting subscriptions re-check their timers.
     pub(crate) clock_moved: tokio::sync::watch::Sender<u64>,
-    /// The reshard step after which tests make a reshard stop as if the process died.
+    /// The reshard steps at which tests make a reshard fail (and, by reopening the store
+    /// afterwards, stop as if the process died).
     #[cfg(test)]
-    pub(crate) crash_at: Mutex<Option<&'static str>>,
+    pub(crate) crash_at: Mutex<Vec<&'static str>>,
 }
 
 /// The Kinesis model over a data directory. Cheap to clone; every front end shares one.
@@ -164,7 +165,7 @@ impl Store {
                 control: tokio::sync::Mutex::new(()),
                 clock_moved: tokio::sync::watch::Sender::new(0),
                 #[cfg(test)]
-                crash_at: Mutex::new(None),
+                crash_at: Mutex::new(Vec::new()),
             }),
         })
     }

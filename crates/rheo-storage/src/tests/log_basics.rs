@@ -583,6 +583,31 @@ fn closing_for_writes_commits_what_is_queued_and_refuses_the_rest() {
 }
 
 #[test]
+fn a_close_that_is_undone_lets_appends_continue_where_they_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let log = open_std(dir.path(), small_config(), &clock);
+    for i in 0..5 {
+        append_one(&log, "k", &payload("k", 10 + i));
+    }
+    let end = log.close_writes().unwrap();
+    let late = RecordInput {
+        partition_key: b"k",
+        explicit_hash_key: None,
+        data: b"late",
+    };
+    assert!(matches!(log.append(&[late]), Err(Error::Closed { .. })));
+    log.reopen_writes().unwrap();
+    assert!(!log.is_closed());
+    let appended = log.append(&[late]).unwrap();
+    assert_eq!(appended.first_sequence, end, "no gap and no reuse");
+    assert_eq!(read_all(&log).len() as u64, end + 1);
+    drop(log);
+    let reopened = open_std(dir.path(), small_config(), &clock);
+    assert_eq!(read_all(&reopened).len() as u64, end + 1, "durable");
+}
+
+#[test]
 fn metrics_count_every_fdatasync_and_group() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
