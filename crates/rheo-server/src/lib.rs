@@ -6,6 +6,7 @@
 //! start both on `127.0.0.1:0`; the `rheo` binary adds flags, logging and signals around them.
 
 mod admin;
+mod coalesce;
 mod convert;
 mod deadline;
 mod error;

@@ -6,7 +6,8 @@
 //! `/<package.Service>/<Method>`, and Kinesis requests are `POST /`, which the router's
 //! fallback hands to the Kinesis front end. On shutdown the listener closes at once and every
 //! open connection finishes its in-flight requests (HTTP/2 GOAWAY, HTTP/1 close after the
-//! current response).
+//! current response). Each connection writes through a [`crate::coalesce::CoalescingIo`], so
+//! frames queued on it in the same scheduler turn share one write.
 
 use std::future::Future;
 use std::time::Duration;
@@ -84,6 +85,7 @@ async fn serve_one<IO>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(router);
+    let stream = crate::coalesce::CoalescingIo::new(stream);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(error) = watcher.watch(connection.into_owned()).await {
         tracing::debug!(%error, "connection ended with an error");

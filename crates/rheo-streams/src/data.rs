@@ -1,6 +1,7 @@
 //! The data plane: PutRecord(s), GetShardIterator, GetRecords.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rheo_storage::{Callback, Completion, Position, Record, RecordInput};
 
@@ -68,6 +69,38 @@ const ENCODE_INLINE_BYTES: usize = 256 * 1024;
 
 type AppendResult = std::result::Result<rheo_storage::Appended, rheo_storage::Error>;
 
+/// Announces a put call's records to push sessions once every shard it wrote to has its batch
+/// durable (or failed), so a consumer's sessions on those shards wake together and their
+/// events leave in one write (see the server's connection layer). The last append to finish
+/// publishes, from the commit's callback: the announcement does not depend on the caller, who
+/// may have gone away.
+struct Announcement {
+    remaining: AtomicUsize,
+    shards: Vec<Arc<Shard>>,
+}
+
+/// One append's share of an [`Announcement`]: counted off when the append is done, or when it
+/// is dropped without finishing (a closed log refused it).
+struct AnnounceWhenDone(Option<Arc<Announcement>>);
+
+impl AnnounceWhenDone {
+    fn done(&mut self) {
+        if let Some(announcement) = self.0.take()
+            && announcement.remaining.fetch_sub(1, Ordering::AcqRel) == 1
+        {
+            for shard in &announcement.shards {
+                shard.publish();
+            }
+        }
+    }
+}
+
+impl Drop for AnnounceWhenDone {
+    fn drop(&mut self) {
+        self.done();
+    }
+}
+
 /// Queues the records `indexes` of `routed` on `shard`'s log as one batch and returns a
 /// receiver of the result. No thread waits for the group commit: the engine calls back, and a
 /// blocking-pool thread is used only while this append leads a group's write and fsync.
@@ -75,6 +108,7 @@ async fn append_without_blocking(
     shard: Arc<Shard>,
     routed: Arc<Vec<Routed>>,
     indexes: Vec<usize>,
+    mut announce: AnnounceWhenDone,
 ) -> Result<tokio::sync::oneshot::Receiver<AppendResult>> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let runtime = tokio::runtime::Handle::current();
@@ -86,6 +120,7 @@ async fn append_without_blocking(
             runtime.spawn_blocking(move || log.lead(turn));
         }
         Completion::Done(result) => {
+            announce.done();
             if let Some(sender) = sender.take() {
                 let _ = sender.send(result);
             }
@@ -193,15 +228,21 @@ impl Store {
             });
         }
         let routed = Arc::new(routed);
+        // Shards whose records were all throttled get no append.
+        by_shard.retain(|(_, _, indexes)| !indexes.is_empty());
+        let announcement = Arc::new(Announcement {
+            remaining: AtomicUsize::new(by_shard.len()),
+            shards: by_shard.iter().map(|(shard, _, _)| shard.clone()).collect(),
+        });
         let mut pending = Vec::with_capacity(by_shard.len());
         for (shard, _, indexes) in by_shard {
-            if indexes.is_empty() {
-                continue; // every record of this shard was throttled
-            }
+            let announce = AnnounceWhenDone(Some(announcement.clone()));
             let waiting =
-                append_without_blocking(shard.clone(), routed.clone(), indexes.clone()).await;
+                append_without_blocking(shard.clone(), routed.clone(), indexes.clone(), announce)
+                    .await;
             pending.push((shard, indexes, waiting));
         }
+        drop(announcement);
         drop(gate);
         for (shard, indexes, waiting) in pending {
             let result = match waiting {

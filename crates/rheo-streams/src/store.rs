@@ -483,6 +483,7 @@ impl Store {
             parent: shard.parent,
             adjacent_parent: shard.adjacent_parent,
             created_ms: shard.created_ms,
+            published: tokio::sync::watch::Sender::new(log.tip().next_sequence),
             log: Arc::new(log),
             limiter: RwLock::new(limiter),
             closed: tokio::sync::watch::Sender::new(shard.closed),

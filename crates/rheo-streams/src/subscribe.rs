@@ -4,8 +4,9 @@
 //! when its transport can take one. So a stalled consumer holds at most one event and its
 //! position, never a growing buffer; it reads from the log (the mapped segments every reader
 //! shares) when it is behind, and it never slows producers or other consumers. While caught
-//! up it sleeps on the shard log's tip notifier, woken by the commit that makes new records
-//! readable: no polling, no CPU while idle. Dropping it frees everything at once.
+//! up it sleeps on the shard's published position, raised when a put call's records are
+//! durable on every shard the call wrote to (so one call wakes a consumer's sessions on those
+//! shards together): no polling, no CPU while idle. Dropping it frees everything at once.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -199,7 +200,7 @@ impl Store {
         ));
         Ok(Subscription {
             store: self.clone(),
-            tip: shard.log.watch_tip(),
+            tip: shard.published.subscribe(),
             signals,
             timer: Box::pin(tokio::time::sleep(fan_out.heartbeat)),
             shard,
@@ -270,6 +271,7 @@ pub struct Subscription {
     consumer_arn: String,
     /// The engine sequence number of the next record to deliver.
     position: u64,
+    /// The shard's published position (see `Shard::published`).
     tip: watch::Receiver<u64>,
     /// Read at each turn; a clone of it waits in `signals`.
     ended: watch::Receiver<Option<Ended>>,
@@ -516,3 +518,7 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "subscribe_tests.rs"]
+mod tests;

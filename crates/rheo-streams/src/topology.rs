@@ -29,6 +29,10 @@ pub(crate) struct Shard {
     pub(crate) closed: tokio::sync::watch::Sender<Option<ShardClosed>>,
     /// Traffic, throttling and lag, for metrics.
     pub(crate) counters: crate::metrics::ShardCounters,
+    /// The position push sessions deliver up to: raised once a put call that wrote here has its
+    /// records durable on every shard it wrote to, so the call's records are announced on all
+    /// of them at once (and a consumer's sessions on those shards send together).
+    pub(crate) published: tokio::sync::watch::Sender<u64>,
     /// The newest push read that reached the tip, shared by caught-up sessions.
     pub(crate) recent_read: Mutex<Option<crate::subscribe::RecentRead>>,
 }
@@ -46,6 +50,18 @@ impl Shard {
             .limiter
             .write()
             .unwrap_or_else(|poison| poison.into_inner()) = limiter;
+    }
+
+    /// Announces every record durable in the log to push sessions (never moves back).
+    pub(crate) fn publish(&self) {
+        let tip = self.log.tip().next_sequence;
+        self.published.send_if_modified(|published| {
+            let moved = tip > *published;
+            if moved {
+                *published = tip;
+            }
+            moved
+        });
     }
 
     pub(crate) fn closed(&self) -> Option<ShardClosed> {
