@@ -8,7 +8,7 @@
 //! and sends it when the connection flushes, one scheduler turn later: the sessions woken
 //! together have queued their frames by then, and they leave in one write. A flush costs one
 //! extra turn of the connection's task; the buffer is bounded ([`SEND_AT`]) so a slow peer
-//! still pushes back.
+//! still pushes back, and bulk writes ([`DIRECT_AT`]) bypass it uncopied.
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -18,6 +18,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Bytes buffered before a write sends them without waiting for a flush.
 const SEND_AT: usize = 256 * 1024;
+/// A write this large (a full HTTP/2 DATA frame of 16 KiB, as bulk responses are cut into) goes
+/// to the socket as it is, after what is buffered: there is nothing to gain from gathering it,
+/// and copying it would cost more than the write.
+const DIRECT_AT: usize = 16 * 1024;
 /// A buffer that grew beyond this (a burst) is released once sent.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
@@ -87,6 +91,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<IO> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if buf.len() >= DIRECT_AT {
+            ready!(self.poll_send(cx))?;
+            return Pin::new(&mut self.inner).poll_write(cx, buf);
+        }
         ready!(self.poll_room(cx))?;
         self.buffer.extend_from_slice(buf);
         Poll::Ready(Ok(buf.len()))
@@ -97,6 +105,10 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for CoalescingIo<IO> {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
+        if bufs.iter().map(|buf| buf.len()).sum::<usize>() >= DIRECT_AT {
+            ready!(self.poll_send(cx))?;
+            return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        }
         ready!(self.poll_room(cx))?;
         let mut taken = 0;
         for buf in bufs {
@@ -153,6 +165,15 @@ mod tests {
             Poll::Ready(Ok(taken))
         }
 
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let joined: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
+            self.poll_write(cx, &joined)
+        }
+
         fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
             Poll::Ready(Ok(()))
         }
@@ -202,15 +223,35 @@ mod tests {
     }
 
     #[test]
+    fn a_full_frame_goes_straight_to_the_socket_after_what_is_buffered() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut io = CoalescingIo::new(Recorder::default());
+        write(&mut io, &mut cx, b"small");
+        let frame = vec![1u8; DIRECT_AT];
+        write(&mut io, &mut cx, &frame);
+        assert_eq!(
+            io.inner.writes.len(),
+            2,
+            "the buffer, then the frame as it was given"
+        );
+        assert_eq!(io.inner.writes[0], b"small".to_vec());
+        assert_eq!(io.inner.writes[1].len(), DIRECT_AT);
+        assert!(io.buffer.is_empty());
+    }
+
+    #[test]
     fn a_full_buffer_is_sent_before_more_is_taken() {
         let mut cx = Context::from_waker(Waker::noop());
         let mut io = CoalescingIo::new(Recorder::default());
-        let big = vec![7u8; SEND_AT];
-        write(&mut io, &mut cx, &big);
+        let chunk = vec![7u8; DIRECT_AT - 1];
+        while io.buffer.len() < SEND_AT {
+            write(&mut io, &mut cx, &chunk);
+        }
+        let buffered = io.buffer.len();
         assert!(io.inner.writes.is_empty());
         write(&mut io, &mut cx, b"after");
         assert_eq!(io.inner.writes.len(), 1, "the full buffer went out first");
-        assert_eq!(io.inner.writes[0].len(), SEND_AT);
+        assert_eq!(io.inner.writes[0].len(), buffered);
         assert_eq!(io.buffer, b"after".to_vec());
     }
 }
