@@ -7,7 +7,7 @@ use rheo_storage::ShardLog;
 
 use crate::error::Result;
 use crate::meta;
-use crate::store::{Shard, Store, Stream, Topology, blocking, internal, lock, shard_id};
+use crate::store::{Shard, Store, Stream, Topology, blocking, lock, remove_shard_dirs};
 
 impl Store {
     /// Every shard log of every stream.
@@ -86,12 +86,9 @@ impl Store {
         ));
         let dir = stream.dir.clone();
         blocking(move || {
-            for index in expired {
-                let path = dir.join(shard_id(index));
-                std::fs::remove_dir_all(&path).map_err(|error| internal("remove", &path, error))?;
-                tracing::info!(path = %path.display(), "expired shard removed");
-            }
-            meta::sync_dir(&dir)
+            remove_shard_dirs(&dir, &expired)?;
+            tracing::info!(stream = %dir.display(), shards = ?expired, "expired shards removed");
+            Ok(())
         })
         .await
     }

@@ -529,21 +529,11 @@ impl Store {
                 tracing::error!(stream = %stream.name, shard = %parent.id, %error, "a shard closed by a failed reshard stays closed");
             }
         }
-        let dirs: Vec<_> = children
-            .iter()
-            .map(|child| stream.dir.join(&child.id))
-            .collect();
+        let indexes: Vec<u32> = children.iter().map(|child| child.index).collect();
         drop(children);
-        let stream_dir = stream.dir.clone();
-        let removed = crate::store::blocking(move || {
-            for dir in &dirs {
-                std::fs::remove_dir_all(dir).map_err(|error| {
-                    StreamsError::Internal(format!("removing {}: {error}", dir.display()))
-                })?;
-            }
-            meta::sync_dir(&stream_dir)
-        })
-        .await;
+        let dir = stream.dir.clone();
+        let removed =
+            crate::store::blocking(move || crate::store::remove_shard_dirs(&dir, &indexes)).await;
         if let Err(error) = removed {
             // The next start removes them: the metadata does not list them.
             tracing::warn!(stream = %stream.name, %error, "could not remove the shards of a failed reshard");

@@ -97,6 +97,16 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Removes the directories of shards `indexes` of the stream in `dir`, then makes their
+/// removal durable. Blocks on I/O.
+pub(crate) fn remove_shard_dirs(dir: &Path, indexes: &[u32]) -> Result<()> {
+    for &index in indexes {
+        let path = dir.join(shard_id(index));
+        std::fs::remove_dir_all(&path).map_err(|error| internal("remove", &path, error))?;
+    }
+    crate::meta::sync_dir(dir)
+}
+
 pub(crate) fn internal(action: &str, path: &Path, error: std::io::Error) -> StreamsError {
     StreamsError::Internal(format!("{action} {} failed: {error}", path.display()))
 }
