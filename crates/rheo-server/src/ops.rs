@@ -241,6 +241,45 @@ impl Collector for StoreCollector {
             metrics.sessions.len() as i64,
         )?;
 
+        let journal = &metrics.journal;
+        for (name, help, value) in [
+            (
+                "rheo_journal_commits",
+                "Journal commits written",
+                journal.commits,
+            ),
+            (
+                "rheo_journal_syncs",
+                "fdatasyncs of journal files",
+                journal.syncs,
+            ),
+            (
+                "rheo_journal_bytes_written",
+                "Bytes written to journal files",
+                journal.bytes_written,
+            ),
+            (
+                "rheo_journal_checkpoints",
+                "Journal files checkpointed (their segments synced) and deleted",
+                journal.checkpoints,
+            ),
+            (
+                "rheo_journal_replayed_entries",
+                "Acknowledged groups written back from the journal at start-up",
+                journal.replayed_entries,
+            ),
+        ] {
+            encoder
+                .encode_descriptor(name, help, None, MetricType::Counter)?
+                .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
+        }
+        gauge(
+            &mut encoder,
+            "rheo_journal_files",
+            "Journal files on disk (the current one and any awaiting their checkpoint)",
+            journal.files as i64,
+        )?;
+
         type PerShard = fn(&rheo_streams::ShardMetrics) -> u64;
         let counters: [(&str, &str, PerShard); 4] = [
             ("rheo_records_in", "Records written", |s| s.records_in),
@@ -365,7 +404,7 @@ impl Collector for StoreCollector {
         }
         // The engine's histograms, summed over every shard (per-shard histograms would
         // multiply series by the bucket count for little gain).
-        let mut sync = None::<HistogramSnapshot>;
+        let mut sync = Some(metrics.journal.sync_seconds.clone());
         let mut groups = None::<HistogramSnapshot>;
         for shard in &metrics.shards {
             for (total, one) in [
@@ -381,8 +420,13 @@ impl Collector for StoreCollector {
         for (name, help, snapshot) in [
             (
                 "rheo_fsync_duration_seconds",
-                "fdatasync latency of segment data",
+                "fdatasync latency: journal commits, segment rolls and checkpoints",
                 sync,
+            ),
+            (
+                "rheo_journal_commit_shards",
+                "Shards carried per journal commit (one write and at most one fdatasync each)",
+                Some(metrics.journal.commit_logs.clone()),
             ),
             (
                 "rheo_group_commit_appends",

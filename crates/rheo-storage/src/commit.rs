@@ -255,6 +255,18 @@ impl CommitQueue {
         group
     }
 
+    /// Ends the journal's turn on this queue: true if appends are still queued (the queue stays
+    /// led and the journal commits them next), false if it is idle.
+    pub(crate) fn finish_turn(&self) -> bool {
+        let mut state = lock(&self.state);
+        if state.pending.is_empty() {
+            state.leader_active = false;
+            self.idle.notify_all();
+            return false;
+        }
+        true
+    }
+
     /// Ends a leader's turn: passes leadership to the first queued append, if any.
     pub(crate) fn finish_group(&self) {
         let next = {

@@ -20,6 +20,7 @@ mod config;
 mod error;
 mod format;
 pub mod io;
+mod journal;
 mod log;
 mod metrics;
 mod mmap;
@@ -42,7 +43,11 @@ pub use config::{
     MAX_RETENTION, MIN_RETENTION,
 };
 pub use error::{Error, Result};
+pub use journal::{Journal, JournalConfig, JournalStats, MAX_JOURNAL_KEY_BYTES};
 pub use log::{LogStats, Maintenance, ShardLog};
-pub use metrics::{GROUP_APPENDS_BOUNDS, HistogramSnapshot, LogMetrics, SYNC_SECONDS_BOUNDS};
+pub use metrics::{
+    GROUP_APPENDS_BOUNDS, HistogramSnapshot, JOURNAL_COMMIT_LOGS_BOUNDS, LogMetrics,
+    SYNC_SECONDS_BOUNDS,
+};
 pub use read::{Position, ReadOutcome, Tip};
 pub use verify::{Finding, LogReport, Severity, VerifyReport, verify_tree};

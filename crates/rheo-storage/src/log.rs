@@ -82,6 +82,21 @@ impl Writer {
     }
 }
 
+/// A group stamped by [`ShardLog::stamp_group`]: what its waiters get and what the writer
+/// becomes once it is written.
+#[derive(Debug)]
+pub(crate) struct Stamped {
+    results: Vec<Appended>,
+    entries: Vec<IndexEntry>,
+    /// Where the group's frames start in the buffer they were appended to.
+    frames_at: usize,
+    /// The segment offsets the frames go to.
+    start: u64,
+    end: u64,
+    next_seq: u64,
+    timestamp_ms: i64,
+}
+
 /// One shard's durable, append-only log of records.
 ///
 /// Open it with [`ShardLog::open`]; share it between threads with an `Arc`. Appends block the
@@ -110,6 +125,9 @@ pub struct ShardLog {
     pub(crate) tip_watch: tokio::sync::watch::Sender<u64>,
     /// Latency, group-size, retention and corruption counters (for metrics).
     pub(crate) recorder: crate::metrics::Recorder,
+    /// Set for a log opened with [`ShardLog::open_journaled`]: its commits go through the
+    /// node journal.
+    pub(crate) journal: Option<crate::journal::Link>,
     pub(crate) _lock: Box<dyn LockGuard>,
 }
 
@@ -153,7 +171,46 @@ impl ShardLog {
         clock: Arc<dyn Clock>,
         first_sequence: u64,
     ) -> Result<ShardLog> {
-        crate::recovery::open(fs, dir.into(), config, clock, first_sequence)
+        crate::recovery::open(fs, dir.into(), config, clock, first_sequence, None)
+    }
+
+    /// Opens the log in `dir` as [`ShardLog::open`] does, with its commits going through the
+    /// node `journal`: one commit, one write and one fdatasync for every journaled log with
+    /// appends waiting. `key` names the log in the journal and must be unique and stable for
+    /// the life of the log's data (a new log at the same path needs a new key). Whatever the
+    /// journal holds for `key` and the segment lacks is replayed before the open returns.
+    /// Appends through [`ShardLog::submit`] never get a leader turn: the journal's thread
+    /// writes.
+    pub fn open_journaled(
+        journal: &crate::Journal,
+        key: impl Into<String>,
+        fs: Arc<dyn Fs>,
+        dir: impl Into<PathBuf>,
+        config: LogConfig,
+        clock: Arc<dyn Clock>,
+        first_sequence: u64,
+    ) -> Result<Arc<ShardLog>> {
+        let key = key.into();
+        if key.is_empty() || key.len() > crate::journal::MAX_JOURNAL_KEY_BYTES {
+            return Err(Error::InvalidArgument(format!(
+                "a journal key must be 1 to {} bytes",
+                crate::journal::MAX_JOURNAL_KEY_BYTES
+            )));
+        }
+        let link = crate::journal::Link::new(journal.shared().clone(), key);
+        let mut log =
+            crate::recovery::open(fs, dir.into(), config, clock, first_sequence, Some(link))?;
+        Ok(Arc::new_cyclic(|me| {
+            if let Some(link) = &mut log.journal {
+                link.me = me.clone();
+            }
+            log
+        }))
+    }
+
+    /// True if the log's commits go through a node journal.
+    pub fn is_journaled(&self) -> bool {
+        self.journal.is_some()
     }
 
     /// The log's directory.
@@ -239,7 +296,10 @@ impl ShardLog {
         match wake {
             Wake::Done(result) => result,
             Wake::Lead => {
-                self.lead(LeaderTurn::for_own_wait());
+                match &self.journal {
+                    Some(link) => link.schedule(LeaderTurn::for_own_wait()),
+                    None => self.lead(LeaderTurn::for_own_wait()),
+                }
                 slot.wait_done()
             }
         }
@@ -257,9 +317,17 @@ impl ShardLog {
     ) -> Result<Option<LeaderTurn>> {
         self.check_poisoned()?;
         let encoded = batch::encode(records, &self.config)?;
-        self.queue
+        let turn = self
+            .queue
             .submit(encoded, on_completion)
-            .map_err(|()| self.closed_error())
+            .map_err(|()| self.closed_error())?;
+        match (turn, &self.journal) {
+            (Some(turn), Some(link)) => {
+                link.schedule(turn);
+                Ok(None)
+            }
+            (turn, _) => Ok(turn),
+        }
     }
 
     fn closed_error(&self) -> Error {
@@ -344,6 +412,40 @@ impl ShardLog {
         group: &mut [PendingAppend],
     ) -> Result<Vec<Appended>> {
         self.check_poisoned()?;
+        let mut buf = std::mem::take(&mut writer.buf);
+        buf.clear();
+        let stamped = self.stamp_group(writer, group, &mut buf);
+        let written = stamped.and_then(|stamped| {
+            self.write_stamped(writer, &buf, &stamped)?;
+            Ok(stamped)
+        });
+        writer.buf = buf;
+        let stamped = written?;
+        let sync_now = match self.config.durability {
+            Durability::Sync => true,
+            Durability::Interval(interval) => {
+                self.clock.now_ms().saturating_sub(writer.last_sync_ms)
+                    >= interval.as_millis() as i64
+            }
+            Durability::None => false,
+        };
+        if sync_now {
+            self.sync_writer(writer)?;
+        }
+        let results = self.advance(writer, stamped, group.len())?;
+        self.publish(writer);
+        Ok(results)
+    }
+
+    /// Rolls the segment if this group is due to, then gives each batch of `group` its
+    /// sequence numbers, the group's timestamp and its final header, and appends the frames
+    /// to `out`. Writes no data.
+    fn stamp_group(
+        &self,
+        writer: &mut Writer,
+        group: &mut [PendingAppend],
+        out: &mut Vec<u8>,
+    ) -> Result<Stamped> {
         let group_bytes: u64 = group.iter().map(|p| p.batch.frame.len() as u64).sum();
         let now = self.clock.now_ms();
         let age_due = writer.active_first_ts.is_some_and(|first| {
@@ -362,8 +464,8 @@ impl ShardLog {
         let mut position = start;
         let mut next_seq = writer.next_seq;
         let mut results = Vec::with_capacity(group.len());
-        let mut new_entries = Vec::new();
-        writer.buf.clear();
+        let mut entries = Vec::new();
+        let frames_at = out.len();
         for pending in group.iter_mut() {
             let batch = &mut pending.batch;
             let body_len = (batch.frame.len() - BATCH_HEADER_LEN) as u32;
@@ -382,7 +484,7 @@ impl ShardLog {
                 .last_indexed
                 .is_none_or(|last| position - last >= self.config.index_interval_bytes);
             if index_due {
-                new_entries.push(IndexEntry {
+                entries.push(IndexEntry {
                     seq: next_seq,
                     timestamp_ms,
                     position,
@@ -394,38 +496,138 @@ impl ShardLog {
                 count: batch.count,
                 timestamp_ms,
             });
-            writer.buf.extend_from_slice(&batch.frame);
+            out.extend_from_slice(&batch.frame);
             position += batch.frame.len() as u64;
             next_seq += u64::from(batch.count);
         }
+        Ok(Stamped {
+            results,
+            entries,
+            frames_at,
+            start,
+            end: position,
+            next_seq,
+            timestamp_ms,
+        })
+    }
 
-        let write = writer.file.write_all_at(&writer.buf, start);
+    /// Writes a stamped group's frames (`out[stamped.frames_at..]`) at the end of the active
+    /// segment. A failure poisons the log.
+    fn write_stamped(&self, writer: &mut Writer, out: &[u8], stamped: &Stamped) -> Result<()> {
+        let write = writer
+            .file
+            .write_all_at(&out[stamped.frames_at..], stamped.start);
         if let Err(error) = write {
             let error = Error::io("write", &writer.active.path, error);
             self.poison(&error);
             return Err(error);
         }
-        writer.len = position;
-        let sync_now = match self.config.durability {
-            Durability::Sync => true,
-            Durability::Interval(interval) => {
-                now.saturating_sub(writer.last_sync_ms) >= interval.as_millis() as i64
-            }
-            Durability::None => false,
-        };
-        if sync_now {
-            self.sync_writer(writer)?;
+        writer.len = stamped.end;
+        Ok(())
+    }
+
+    /// After a stamped group is written: its index entries, the writer's new end and counts.
+    fn advance(
+        &self,
+        writer: &mut Writer,
+        stamped: Stamped,
+        appends: usize,
+    ) -> Result<Vec<Appended>> {
+        if !stamped.entries.is_empty() {
+            self.append_index_entries(writer, &stamped.entries)?;
         }
-        if !new_entries.is_empty() {
-            self.append_index_entries(writer, &new_entries)?;
-        }
-        writer.next_seq = next_seq;
-        writer.last_ts = timestamp_ms;
+        writer.next_seq = stamped.next_seq;
+        writer.last_ts = stamped.timestamp_ms;
         self.groups_committed.fetch_add(1, Ordering::Relaxed);
-        self.recorder.group_appends.observe(group.len() as f64);
-        writer.active_first_ts.get_or_insert(timestamp_ms);
+        self.recorder.group_appends.observe(appends as f64);
+        writer.active_first_ts.get_or_insert(stamped.timestamp_ms);
+        Ok(stamped.results)
+    }
+
+    /// The journal's commit thread: stamps this log's group, appends it to the journal record
+    /// in `out` as one entry (head, `key`, frames) and writes the frames to the segment. The
+    /// writer advances, but nothing is published until [`ShardLog::publish_journaled`], after
+    /// the journal's sync. On failure `out` may hold a partial entry for the caller to cut.
+    pub(crate) fn stage_journaled(
+        &self,
+        writer: &mut Writer,
+        group: &mut [PendingAppend],
+        out: &mut Vec<u8>,
+        key: &str,
+    ) -> Result<Vec<Appended>> {
+        self.check_poisoned()?;
+        if let Some(link) = &self.journal {
+            link.shared.check_poisoned()?;
+        }
+        // The roll (if due) happens inside stamp_group, so the entry's segment and offset are
+        // known only after it: write a head now and patch it.
+        let head_at = out.len();
+        crate::journal::push_entry_head(out, key, 0, 0, 0);
+        let stamped = self.stamp_group(writer, group, out)?;
+        let frames_len = (stamped.end - stamped.start) as usize;
+        crate::journal::patch_entry_head(
+            out,
+            head_at,
+            frames_len,
+            writer.active.base_seq,
+            stamped.start,
+        );
+        self.write_stamped(writer, out, &stamped)?;
+        self.advance(writer, stamped, group.len())
+    }
+
+    /// The journal's commit thread, once the journal record holding this log's group is
+    /// written (and synced, as the policy asks): readers and waiters may see it.
+    pub(crate) fn publish_journaled(&self, writer: &Writer) {
         self.publish(writer);
-        Ok(results)
+    }
+
+    /// Fails every append queued on this log with `error` (the journal takes no more).
+    pub(crate) fn fail_queued(&self, error: &Error) {
+        loop {
+            let group = self.queue.take_group(usize::MAX);
+            for pending in &group {
+                pending.slot.complete(Err(replicate(error)));
+            }
+            if !self.queue.finish_turn() {
+                return;
+            }
+        }
+    }
+
+    /// For a journal checkpoint: makes everything written to the active segment so far
+    /// durable, without holding the writer lock during the fdatasync (the commit thread keeps
+    /// committing meanwhile). Returns whether a sync ran.
+    pub(crate) fn sync_for_checkpoint(&self) -> Result<bool> {
+        if self.is_poisoned() {
+            return Err(Error::Poisoned {
+                path: self.dir.clone(),
+                cause: lock(&self.poison_cause).clone().unwrap_or_default(),
+            });
+        }
+        let (file, len, path) = {
+            let writer = lock(&self.writer);
+            if !writer.dirty() {
+                return Ok(false);
+            }
+            (writer.file.clone(), writer.len, writer.active.path.clone())
+        };
+        let started = std::time::Instant::now();
+        let synced = file.sync_data();
+        self.recorder
+            .sync_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(error) = synced {
+            let error = Error::io("fdatasync", path, error);
+            self.poison(&error);
+            return Err(error);
+        }
+        self.data_syncs.fetch_add(1, Ordering::Relaxed);
+        let mut writer = lock(&self.writer);
+        if Arc::ptr_eq(&writer.file, &file) {
+            writer.synced_len = writer.synced_len.max(len);
+        }
+        Ok(true)
     }
 
     fn sync_writer(&self, writer: &mut Writer) -> Result<()> {
@@ -572,6 +774,7 @@ impl ShardLog {
         let mut writer = lock(&self.writer);
         let mut report = Maintenance::default();
         if let Durability::Interval(interval) = self.config.durability
+            && self.journal.is_none()
             && writer.dirty()
             && self.clock.now_ms().saturating_sub(writer.last_sync_ms)
                 >= interval.as_millis() as i64
@@ -707,7 +910,7 @@ pub(crate) fn create_segment(
 }
 
 /// A copy of `error` for each waiter of a failed group (errors are not `Clone`).
-fn replicate(error: &Error) -> Error {
+pub(crate) fn replicate(error: &Error) -> Error {
     match error {
         Error::Io { op, path, source } => Error::Io {
             op,

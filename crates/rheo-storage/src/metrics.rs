@@ -13,6 +13,11 @@ pub const SYNC_SECONDS_BOUNDS: &[f64] = &[
 /// Upper bounds of the appends-per-group buckets.
 pub const GROUP_APPENDS_BOUNDS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
+/// Upper bounds of the logs-per-journal-commit buckets.
+pub const JOURNAL_COMMIT_LOGS_BOUNDS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+];
+
 /// A histogram with fixed upper bounds (the last bucket is unbounded).
 #[derive(Debug)]
 pub(crate) struct Histogram {
@@ -58,7 +63,7 @@ impl Histogram {
 }
 
 /// A histogram's state: cumulative counts per upper bound, as Prometheus wants them.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HistogramSnapshot {
     /// Sum of all observations.
     pub sum: f64,

@@ -20,6 +20,7 @@ use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::format::{FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC, IndexEntry};
 use crate::io::{self, FileIo, Fs, OpenMode};
+use crate::journal::{EntryRef, Link};
 use crate::log::{ShardLog, Writer, create_segment};
 use crate::scan::{self, ScanState};
 use crate::segment::{
@@ -36,6 +37,7 @@ pub(crate) fn open(
     config: LogConfig,
     clock: Arc<dyn Clock>,
     first_sequence: u64,
+    journal: Option<Link>,
 ) -> Result<ShardLog> {
     config.validate().map_err(Error::InvalidArgument)?;
     let started = Instant::now();
@@ -67,6 +69,24 @@ pub(crate) fn open(
     bases.sort_unstable();
     remove_leftovers(&*fs, &dir, &names, &bases)?;
 
+    // What the journal holds for this log; only the active segment's share can be missing
+    // from the segment files (every other segment was synced when it was sealed).
+    let replay = journal
+        .as_ref()
+        .map(|link| link.shared.claim(&link.key))
+        .unwrap_or_default();
+    let newest = bases.last().copied();
+    if let Some(entry) = replay
+        .iter()
+        .find(|entry| newest.is_none_or(|newest| entry.segment_base > newest))
+    {
+        return Err(Error::corruption(
+            dir.join(segment_name(entry.segment_base)),
+            0,
+            "the journal holds acknowledged records for this segment, but the segment file is missing",
+        ));
+    }
+    let mut replayed = 0;
     let mut sealed: Vec<Arc<SealedSegment>> = Vec::new();
     let writer = match bases.split_last() {
         None => fresh_writer(&*fs, &dir, first_sequence, 0, sealed.clone())?,
@@ -92,14 +112,30 @@ pub(crate) fn open(
                 }
                 Err(_) => {
                     let previous = sealed.last().map(|s| (s.next_seq, s.last_ts));
-                    recover_active(&*fs, &dir, last, previous, &config, sealed.clone())?
+                    let replay: Vec<&EntryRef> = replay
+                        .iter()
+                        .filter(|entry| entry.segment_base == last)
+                        .collect();
+                    let active = Active {
+                        base: last,
+                        previous,
+                        replay: &replay,
+                    };
+                    let (writer, applied) =
+                        recover_active(&*fs, &dir, active, &config, sealed.clone())?;
+                    replayed = applied;
+                    writer
                 }
             }
         }
     };
+    if let Some(link) = &journal {
+        link.shared.count_replayed(replayed);
+    }
     tracing::info!(
         dir = %dir.display(),
         segments = writer.sealed.len() + 1,
+        replayed_from_journal = replayed,
         next_sequence = writer.next_seq,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "opened log"
@@ -127,6 +163,7 @@ pub(crate) fn open(
         poison_cause: Mutex::new(None),
         tip_watch,
         recorder: crate::metrics::Recorder::default(),
+        journal,
         _lock: lock,
     })
 }
@@ -293,14 +330,28 @@ fn load_active_index(fs: &dyn Fs, dir: &Path, base: u64, len: u64) -> Vec<IndexE
     entries
 }
 
+/// The newest segment, to recover as the active one.
+struct Active<'a> {
+    base: u64,
+    /// The end and last timestamp of the segment before it, if any.
+    previous: Option<(u64, i64)>,
+    /// The journal's entries for this segment, in commit order.
+    replay: &'a [&'a EntryRef],
+}
+
+/// Recovers the active segment; returns its writer and how many journal entries it replayed.
 fn recover_active(
     fs: &dyn Fs,
     dir: &Path,
-    base: u64,
-    previous: Option<(u64, i64)>,
+    active: Active<'_>,
     config: &LogConfig,
     sealed: Vec<Arc<SealedSegment>>,
-) -> Result<Writer> {
+) -> Result<(Writer, u64)> {
+    let Active {
+        base,
+        previous,
+        replay,
+    } = active;
     let path = dir.join(segment_name(base));
     let file: Arc<dyn FileIo> = fs
         .open(&path, OpenMode::ReadWrite)
@@ -323,8 +374,15 @@ fn recover_active(
         Ok(header) => header,
         // Created but its header never became durable: nothing was ever appended to it.
         Err(_) if len <= FILE_HEADER_LEN as u64 => {
+            if !replay.is_empty() {
+                return Err(Error::corruption(
+                    &path,
+                    0,
+                    "the journal holds acknowledged records for this segment, but its header is torn",
+                ));
+            }
             tracing::warn!(path = %path.display(), "recreating a segment whose creation was torn by a crash");
-            return fresh_writer(fs, dir, base, previous_ts, sealed);
+            return Ok((fresh_writer(fs, dir, base, previous_ts, sealed)?, 0));
         }
         Err(error) => return Err(error),
     };
@@ -399,6 +457,7 @@ fn recover_active(
         file.set_len(bad_at)
             .map_err(|error| Error::io("truncate", &path, error))?;
     }
+    let replayed = replay_journal(&*file, &source, &path, base, &mut state, replay, config)?;
     let len = state.position;
     // Whatever survived may sit only in the page cache (a process crash): make it durable
     // before later batch headers claim it is.
@@ -422,7 +481,7 @@ fn recover_active(
         .map_err(|error| Error::io("open", &index_path, error))?;
     tracing::debug!(path = %path.display(), scanned_bytes = len - scanned_from, "recovered active segment");
 
-    Ok(Writer {
+    let writer = Writer {
         file: file.clone(),
         index_file,
         index_file_len: index_bytes.len() as u64,
@@ -442,5 +501,68 @@ fn recover_active(
         last_indexed: state.last_indexed,
         last_sync_ms: 0,
         buf: Vec::new(),
-    })
+    };
+    Ok((writer, replayed))
+}
+
+/// Writes back what the journal holds for the active segment past what survived in it (a
+/// crash lost those acknowledged groups from the page cache), checking that what did survive
+/// matches the journal's copy, then checks the replayed batches like the rest of the tail.
+/// Returns how many entries were written back.
+fn replay_journal(
+    file: &dyn FileIo,
+    source: &Source,
+    path: &Path,
+    base: u64,
+    state: &mut ScanState,
+    replay: &[&EntryRef],
+    config: &LogConfig,
+) -> Result<u64> {
+    let mut len = state.position;
+    let mut applied = 0;
+    for entry in replay {
+        let frames = entry.read_frames()?;
+        let end = entry.offset + frames.len() as u64;
+        if entry.offset > len {
+            return Err(Error::corruption(
+                path,
+                len,
+                format!(
+                    "the segment ends at offset {len} but the journal continues it at offset {}: acknowledged records are missing",
+                    entry.offset
+                ),
+            ));
+        }
+        let overlap = (len.min(end) - entry.offset) as usize;
+        if overlap > 0 {
+            let mut existing = vec![0; overlap];
+            file.read_exact_at(&mut existing, entry.offset)
+                .map_err(|error| Error::io("read", path, error))?;
+            if existing != frames[..overlap] {
+                return Err(Error::corruption(
+                    path,
+                    entry.offset,
+                    "the segment's bytes differ from the journal's copy of the same acknowledged records",
+                ));
+            }
+        }
+        if end > len {
+            file.write_all_at(&frames[overlap..], len)
+                .map_err(|error| Error::io("write", path, error))?;
+            len = end;
+            applied += 1;
+        }
+    }
+    if len > state.position {
+        tracing::warn!(path = %path.display(), entries = applied, bytes = len - state.position, "replayed acknowledged records from the journal");
+        let mut reader = BatchReader::new(source, path, base, len);
+        scan::scan(&mut reader, state, config.index_interval_bytes, path).map_err(|error| {
+            Error::corruption(
+                path,
+                state.position,
+                format!("records replayed from the journal do not check: {error}"),
+            )
+        })?;
+    }
+    Ok(applied)
 }

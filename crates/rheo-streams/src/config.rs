@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use rheo_storage::Durability;
+use rheo_storage::{Durability, JournalConfig};
 
 /// Per-shard throughput limits as Kinesis applies them. `enabled = false` switches all off.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -41,6 +41,8 @@ pub struct StoreConfig {
     pub durability: Durability,
     /// Segment size of every shard log. Default: 128 MiB.
     pub segment_max_bytes: u64,
+    /// The node journal every shard log commits through (`<data_dir>/journal/`).
+    pub journal: JournalConfig,
     /// How long a shard iterator stays valid. Default: 5 minutes.
     pub iterator_ttl: Duration,
     /// How long a pagination token stays valid. Default: 300 s.
@@ -110,6 +112,7 @@ impl Default for StoreConfig {
             data_dir: PathBuf::from("rheo-data"),
             durability: Durability::Sync,
             segment_max_bytes: 128 * 1024 * 1024,
+            journal: JournalConfig::default(),
             iterator_ttl: Duration::from_secs(300),
             next_token_ttl: Duration::from_secs(300),
             min_retention_hours: 24,

@@ -5,21 +5,31 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use rheo_storage::Clock;
+use rheo_storage::io::StdFs;
+use rheo_storage::{Clock, Journal};
 
 use crate::config::StoreConfig;
 use crate::error::{Result, StreamsError};
 use crate::meta::{self, StreamMeta};
 use crate::model::StreamStatus;
-use crate::store::{Inner, KEY_FILE, STREAMS_DIR, Store, Stream, TRASH_DIR, internal, lock};
+use crate::store::{
+    Inner, JOURNAL_DIR, KEY_FILE, STREAMS_DIR, Store, Stream, TRASH_DIR, internal, lock,
+};
 use crate::token::TokenKey;
+
+/// What a data directory holds once opened.
+pub(crate) struct Loaded {
+    pub(crate) key: TokenKey,
+    pub(crate) streams: BTreeMap<String, Arc<Stream>>,
+    pub(crate) journal: Arc<Journal>,
+}
 
 /// Loads the token key and every stream; removes interrupted creations and the trash.
 pub(crate) fn load(
     config: &StoreConfig,
     clock: Arc<dyn Clock>,
     progress: &crate::metrics::OpenProgress,
-) -> Result<(TokenKey, BTreeMap<String, Arc<Stream>>)> {
+) -> Result<Loaded> {
     let data_dir = &config.data_dir;
     let streams_dir = data_dir.join(STREAMS_DIR);
     std::fs::create_dir_all(&streams_dir)
@@ -29,6 +39,11 @@ pub(crate) fn load(
         std::fs::remove_dir_all(&trash).map_err(|error| internal("empty", &trash, error))?;
     }
     let key = load_key(data_dir)?;
+    let journal = Arc::new(Journal::open(
+        Arc::new(StdFs),
+        data_dir.join(JOURNAL_DIR),
+        config.journal.clone(),
+    )?);
     // A store without its Arc yet: open_stream needs only the config and clock.
     let opener = Store {
         inner: Arc::new(Inner {
@@ -40,6 +55,7 @@ pub(crate) fn load(
             clock_moved: tokio::sync::watch::Sender::new(0),
             #[cfg(test)]
             crash_at: std::sync::Mutex::new(Vec::new()),
+            journal: journal.clone(),
         }),
     };
     let mut streams = BTreeMap::new();
@@ -74,8 +90,15 @@ pub(crate) fn load(
         *lock(&stream.status) = StreamStatus::Active;
         streams.insert(stream.name.clone(), Arc::new(stream));
     }
+    // Every log the journal may hold entries for is open (and replayed): the journal can
+    // start its threads with a fresh file.
+    journal.finish_recovery()?;
     tracing::info!(data_dir = %data_dir.display(), streams = streams.len(), "loaded streams");
-    Ok((key, streams))
+    Ok(Loaded {
+        key,
+        streams,
+        journal,
+    })
 }
 
 /// Removes shard directories the metadata does not list as kept: children of a reshard that a

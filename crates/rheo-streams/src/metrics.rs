@@ -92,13 +92,18 @@ pub struct StoreMetrics {
     pub shards: Vec<ShardMetrics>,
     /// Every open push session.
     pub sessions: Vec<SessionMetrics>,
+    /// The node journal every shard commits through.
+    pub journal: rheo_storage::JournalStats,
 }
 
 impl Store {
     /// A snapshot of every stream's figures (cheap: atomics and in-memory stats).
     pub fn metrics(&self) -> StoreMetrics {
         let streams: Vec<_> = self.registry().values().cloned().collect();
-        let mut metrics = StoreMetrics::default();
+        let mut metrics = StoreMetrics {
+            journal: self.inner.journal.stats(),
+            ..StoreMetrics::default()
+        };
         for stream in streams {
             for shard in &stream.topology().shards {
                 let counters = &shard.counters;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use rheo_storage::io::StdFs;
-use rheo_storage::{Clock, LogConfig, ShardLog};
+use rheo_storage::{Clock, Journal, LogConfig, ShardLog};
 
 use crate::config::ShardLimits;
 use crate::config::StoreConfig;
@@ -21,6 +21,7 @@ pub(crate) use crate::topology::{Shard, Topology};
 pub(crate) const STREAMS_DIR: &str = "streams";
 pub(crate) const TRASH_DIR: &str = "trash";
 pub(crate) const KEY_FILE: &str = "token.key";
+pub(crate) const JOURNAL_DIR: &str = "journal";
 pub(crate) const MAX_TAGS: usize = 50;
 const MAX_RETENTION_HOURS: i64 = 8760;
 /// An on-demand stream's limits, in provisioned shards' worth (Kinesis starts one at 4 MB/s in
@@ -81,6 +82,9 @@ pub(crate) struct Inner {
     /// afterwards, stop as if the process died).
     #[cfg(test)]
     pub(crate) crash_at: Mutex<Vec<&'static str>>,
+    /// The node journal every shard log commits through. Last, so it is dropped after the
+    /// streams: dropping it drains and checkpoints their appends.
+    pub(crate) journal: Arc<Journal>,
 }
 
 /// The Kinesis model over a data directory. Cheap to clone; every front end shares one.
@@ -109,6 +113,12 @@ pub(crate) fn remove_shard_dirs(dir: &Path, indexes: &[u32]) -> Result<()> {
 
 pub(crate) fn internal(action: &str, path: &Path, error: std::io::Error) -> StreamsError {
     StreamsError::Internal(format!("{action} {} failed: {error}", path.display()))
+}
+
+/// How the journal names a shard's log: stream name, incarnation and shard, so a stream
+/// deleted and created again under the same name never receives the old one's entries.
+pub(crate) fn journal_key(meta: &StreamMeta, shard_id: &str) -> String {
+    format!("{}.{}/{shard_id}", meta.name, meta.incarnation)
 }
 
 pub(crate) fn shard_id(index: u32) -> String {
@@ -165,7 +175,11 @@ impl Store {
             let clock = clock.clone();
             blocking(move || crate::load::load(&config, clock, &progress)).await?
         };
-        let (key, streams) = loaded;
+        let crate::load::Loaded {
+            key,
+            streams,
+            journal,
+        } = loaded;
         Ok(Store {
             inner: Arc::new(Inner {
                 config,
@@ -176,6 +190,7 @@ impl Store {
                 clock_moved: tokio::sync::watch::Sender::new(0),
                 #[cfg(test)]
                 crash_at: Mutex::new(Vec::new()),
+                journal,
             }),
         })
     }
@@ -465,7 +480,9 @@ impl Store {
         limiter: Arc<ShardLimiter>,
     ) -> Result<Arc<Shard>> {
         let id = shard_id(shard.index);
-        let log = ShardLog::open(
+        let log = ShardLog::open_journaled(
+            &self.inner.journal,
+            journal_key(meta, &id),
             Arc::new(StdFs),
             dir.join(&id),
             self.log_config(meta.retention_hours, meta.max_record_kib),
@@ -494,7 +511,7 @@ impl Store {
             adjacent_parent: shard.adjacent_parent,
             created_ms: shard.created_ms,
             published: tokio::sync::watch::Sender::new(log.tip().next_sequence),
-            log: Arc::new(log),
+            log,
             limiter: RwLock::new(limiter),
             closed: tokio::sync::watch::Sender::new(shard.closed),
             counters: crate::metrics::ShardCounters::default(),

@@ -83,6 +83,34 @@ struct FileConfig {
     auth: Option<AuthFile>,
     kinesis_listen: Option<SocketAddr>,
     tls: Option<TlsFile>,
+    journal: Option<JournalFile>,
+}
+
+/// The `[journal]` table: when the node journal is checkpointed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalFile {
+    checkpoint_bytes: Option<u64>,
+    checkpoint_interval: Option<String>,
+}
+
+impl JournalFile {
+    fn apply(self, config: &mut rheo_storage::JournalConfig) -> anyhow::Result<()> {
+        if let Some(bytes) = self.checkpoint_bytes {
+            if bytes < 1024 * 1024 {
+                bail!("journal.checkpoint_bytes must be at least 1048576, got {bytes}");
+            }
+            config.checkpoint_bytes = bytes;
+        }
+        if let Some(text) = &self.checkpoint_interval {
+            let interval = parse_duration(text).context("journal.checkpoint_interval")?;
+            if interval.is_zero() {
+                bail!("journal.checkpoint_interval must be positive");
+            }
+            config.checkpoint_interval = interval;
+        }
+        Ok(())
+    }
 }
 
 /// The `[tls]` table: certificate chain and key, PEM.
@@ -241,6 +269,7 @@ impl ServeArgs {
         if let Some(bytes) = file.segment_max_bytes {
             store.segment_max_bytes = bytes;
         }
+        file.journal.unwrap_or_default().apply(&mut store.journal)?;
         if let Some(region) = file.region {
             store.region = region;
         }
@@ -344,7 +373,7 @@ mod tests {
         let path = dir.path().join("rheo.toml");
         std::fs::write(
             &path,
-            "reshard_delay = \"500ms\"\n[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n",
+            "reshard_delay = \"500ms\"\n[journal]\ncheckpoint_bytes = 2097152\ncheckpoint_interval = \"5s\"\n[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -365,6 +394,8 @@ mod tests {
         };
         let store = args.resolve().unwrap().store;
         assert_eq!(store.reshard_delay, Duration::from_millis(500));
+        assert_eq!(store.journal.checkpoint_bytes, 2 * 1024 * 1024);
+        assert_eq!(store.journal.checkpoint_interval, Duration::from_secs(5));
         let fan_out = store.fan_out;
         assert_eq!(fan_out.max_consumers_per_stream, 50);
         assert_eq!(fan_out.heartbeat, Duration::from_secs(2));
@@ -373,6 +404,9 @@ mod tests {
         assert_eq!(fan_out.rate_bytes_per_sec, None);
         assert_eq!(fan_out.event_max_bytes, 65536);
         assert_eq!(fan_out.activation_delay, Duration::from_secs(3));
+        std::fs::write(&path, "[journal]\ncheckpoint_bytes = 10\n").unwrap();
+        let error = args.resolve().unwrap_err().to_string();
+        assert!(error.contains("checkpoint_bytes"), "{error}");
         std::fs::write(&path, "[fan_out]\nheartbeat = \"0s\"\n").unwrap();
         assert!(args.resolve().is_err(), "a zero heartbeat is refused");
         std::fs::write(&path, "[fan_out]\nsession_lifetime = \"3s\"\n").unwrap();

@@ -2,6 +2,7 @@
 
 mod crash;
 mod faults;
+mod journal;
 mod log_basics;
 mod model;
 mod recovery;
