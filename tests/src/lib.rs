@@ -225,3 +225,16 @@ pub async fn first_page(
 pub fn reason(status: &tonic::Status) -> String {
     rheo_server::kinesis_name(status).unwrap_or_else(|| format!("no ErrorInfo in {status:?}"))
 }
+
+/// Runs this test binary again as a child process that runs only the test `test`, with `env`
+/// set to `dir` (the kill -9 tests' way of running the same code as a process to kill). Its
+/// stdout is piped, its stderr dropped.
+pub fn spawn_self(test: &str, env: &str, dir: &Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the child")
+}

@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,18 +76,11 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut process = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "kill_9_under_load_loses_no_acknowledged_record",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut process = rheo_tests::spawn_self(
+        "kill_9_under_load_loses_no_acknowledged_record",
+        CHILD_ENV,
+        dir.path(),
+    );
     let stdout = BufReader::new(process.stdout.take().unwrap());
     let mut acked = Vec::new();
     let mut killed = false;

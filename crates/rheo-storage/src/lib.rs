@@ -1,15 +1,20 @@
-//! Rheo's storage engine: one durable, append-only log per shard.
+//! Rheo's storage engine: one durable, append-only log per shard, and one journal per node.
 //!
 //! A [`ShardLog`] is a directory of segment files. Appends are group-committed (one write and
 //! one fdatasync for every append waiting) and get strictly increasing sequence numbers and
-//! non-decreasing arrival timestamps. Reads start from a [`Position`] and are bounded by a
+//! non-decreasing arrival timestamps. Logs opened with [`ShardLog::open_journaled`] commit
+//! through a node [`Journal`] instead: one commit thread writes every waiting log's group to
+//! its segment and, together, as one journal record covered by one fdatasync; a checkpoint
+//! thread syncs the segments later and recycles the journal. Reads start from a [`Position`] and are bounded by a
 //! record count and a byte budget. Retention deletes whole sealed segments and hides older
 //! records exactly. Recovery truncates a torn tail and reports corruption instead of skipping
 //! it. The byte layout and the crash cases are in `FORMAT.md`.
 //!
 //! Layers, each knowing only those below it: `io` (the file-system trait) -> `format` (bytes)
 //! -> `batch` (records) -> `segment` (files) -> `scan`/`recovery` -> `log` and `read` (the
-//! public [`ShardLog`]) -> `verify`.
+//! public [`ShardLog`]) -> `journal` (the node's commit and checkpoint threads, which drive
+//! journaled logs through `log`'s stage/publish steps; `recovery` replays its entries) ->
+//! `verify`.
 //!
 //! The crate is synchronous: no async runtime. `unsafe` lives only in the `mmap` module.
 

@@ -1,9 +1,10 @@
 //! [`ShardLog`]: one shard's append-only log, the engine's public face.
 //!
-//! Concurrency: appends go through group commit ([`crate::commit`]); the group leader owns the
-//! `Writer` (file handles, offsets). Readers never touch the writer: they clone an `Arc<View>`
-//! (the sealed segments, the active segment and the committed end) and read without locks, so
-//! a reader never blocks the writer and a segment deleted under a reader stays readable through
+//! Concurrency: appends go through group commit ([`crate::commit`]); the group leader (for a
+//! journaled log, the journal's commit thread) owns the `Writer` (file handles, offsets).
+//! Readers never touch the writer: they clone an `Arc<View>` (the sealed segments, the active
+//! segment and the committed end) under one short mutex and read with no lock held, so a
+//! reader never blocks the writer and a segment deleted under a reader stays readable through
 //! the reader's map or file handle.
 
 use std::path::{Path, PathBuf};

@@ -108,28 +108,42 @@ pub(crate) fn durable_beyond(
     bad_at: u64,
     len: u64,
 ) -> std::io::Result<Option<(u64, BatchHeader)>> {
+    find_after(file, bad_at, len, BATCH_HEADER_LEN, BATCH_MAGIC, |bytes| {
+        BatchHeader::decode(bytes, segment_base)
+            .ok()
+            .filter(|header| header.synced_len > bad_at)
+    })
+}
+
+/// The first offset after `bad_at` (and before `len`) where a `header_len`-byte header that
+/// starts with `magic` is accepted by `accept`, with what `accept` made of it. The file is read
+/// in 1 MiB windows that overlap by a header, so a header straddling two is seen whole.
+pub(crate) fn find_after<T>(
+    file: &dyn FileIo,
+    bad_at: u64,
+    len: u64,
+    header_len: usize,
+    magic: [u8; 4],
+    mut accept: impl FnMut(&[u8]) -> Option<T>,
+) -> std::io::Result<Option<(u64, T)>> {
     const WINDOW: u64 = 1 << 20;
     let mut start = bad_at + 1;
-    while start + BATCH_HEADER_LEN as u64 <= len {
+    while start + header_len as u64 <= len {
         let window_len = WINDOW.min(len - start);
         let mut buf = vec![0u8; window_len as usize];
         file.read_exact_at(&mut buf, start)?;
-        let last_candidate = buf.len().saturating_sub(BATCH_HEADER_LEN);
-        for offset in 0..=last_candidate {
-            if buf[offset..offset + 4] != BATCH_MAGIC {
+        for offset in 0..=buf.len().saturating_sub(header_len) {
+            if buf[offset..offset + 4] != magic {
                 continue;
             }
-            if let Ok(header) = BatchHeader::decode(&buf[offset..], segment_base)
-                && header.synced_len > bad_at
-            {
-                return Ok(Some((start + offset as u64, header)));
+            if let Some(found) = accept(&buf[offset..offset + header_len]) {
+                return Ok(Some((start + offset as u64, found)));
             }
         }
         if window_len < WINDOW {
             break;
         }
-        // Overlap so a header straddling two windows is seen whole.
-        start += WINDOW - BATCH_HEADER_LEN as u64;
+        start += WINDOW - header_len as u64;
     }
     Ok(None)
 }

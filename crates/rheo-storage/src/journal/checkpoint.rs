@@ -1,0 +1,99 @@
+//! The checkpoint thread: syncs the segments a finished journal file covered, then deletes it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::Shared;
+use crate::log::{ShardLog, lock};
+
+/// A finished journal file handed to the checkpoint thread.
+#[derive(Debug)]
+pub(super) struct Handoff {
+    pub(super) path: PathBuf,
+    pub(super) logs: Vec<Arc<ShardLog>>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct CheckpointQueue {
+    pub(super) jobs: Vec<Handoff>,
+    /// Files whose checkpoint failed: kept, since they hold what a poisoned log may lack.
+    pub(super) retained: Vec<PathBuf>,
+    pub(super) shutdown: bool,
+    /// Files handed over so far, and of those, checkpointed (for [`Journal::checkpoint_now`]).
+    pub(super) handed: u64,
+    pub(super) checkpointed: u64,
+}
+
+pub(super) fn run_checkpoints(shared: Arc<Shared>) {
+    loop {
+        let (jobs, shutdown) = {
+            let mut queue = lock(&shared.checkpoints);
+            while queue.jobs.is_empty() && !queue.shutdown {
+                queue = shared
+                    .checkpoint_wake
+                    .wait(queue)
+                    .unwrap_or_else(|poison| poison.into_inner());
+            }
+            (std::mem::take(&mut queue.jobs), queue.shutdown)
+        };
+        let count = jobs.len() as u64;
+        if !jobs.is_empty() {
+            checkpoint(&shared, jobs);
+        }
+        let mut queue = lock(&shared.checkpoints);
+        queue.checkpointed += count;
+        shared.checkpoint_done.notify_all();
+        if shutdown && queue.jobs.is_empty() {
+            break;
+        }
+    }
+}
+
+/// Syncs every segment file the handed-over journal files covered, then deletes those files.
+/// A log whose sync fails is poisoned, and the files are kept (they hold what it may lack).
+fn checkpoint(shared: &Shared, jobs: Vec<Handoff>) {
+    let mut logs: Vec<Arc<ShardLog>> = Vec::new();
+    let mut paths = Vec::new();
+    for job in jobs {
+        paths.push(job.path);
+        for log in job.logs {
+            if !logs.iter().any(|known| Arc::ptr_eq(known, &log)) {
+                logs.push(log);
+            }
+        }
+    }
+    let mut failed = false;
+    for log in &logs {
+        match log.sync_for_checkpoint() {
+            Ok(synced) => {
+                if synced {
+                    shared
+                        .counters
+                        .checkpoint_syncs
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(error) => {
+                tracing::error!(dir = %log.dir().display(), %error, "checkpoint could not sync a segment; keeping the journal files");
+                failed = true;
+            }
+        }
+    }
+    drop(logs);
+    if failed {
+        lock(&shared.checkpoints).retained.extend(paths);
+        return;
+    }
+    for path in &paths {
+        if let Err(error) = shared.fs.remove_file(path) {
+            tracing::warn!(path = %path.display(), %error, "could not delete a checkpointed journal file");
+        } else {
+            shared.counters.files.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    if let Err(error) = shared.fs.sync_dir(&shared.dir) {
+        tracing::warn!(dir = %shared.dir.display(), %error, "fsync of the journal directory failed");
+    }
+    shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+}
