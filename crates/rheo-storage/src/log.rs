@@ -121,9 +121,6 @@ pub struct ShardLog {
     pub(crate) groups_committed: AtomicU64,
     pub(crate) data_syncs: AtomicU64,
     pub(crate) poison_cause: Mutex<Option<String>>,
-    /// The next sequence number, announced after every commit: the tail notifier that wakes
-    /// push subscribers without polling.
-    pub(crate) tip_watch: tokio::sync::watch::Sender<u64>,
     /// Latency, group-size, retention and corruption counters (for metrics).
     pub(crate) recorder: crate::metrics::Recorder,
     /// Set for a log opened with [`ShardLog::open_journaled`]: its commits go through the
@@ -248,19 +245,6 @@ impl ShardLog {
 
     fn publish(&self, writer: &Writer) {
         *lock(&self.view) = Arc::new(writer.view());
-        let next = writer.next_seq;
-        self.tip_watch.send_if_modified(|announced| {
-            let moved = *announced != next;
-            *announced = next;
-            moved
-        });
-    }
-
-    /// A receiver of the log's next sequence number, updated as soon as each commit becomes
-    /// readable. Waiting on it (for example with `wait_for(|next| *next > position)`) costs
-    /// nothing while the log is idle; it works with or without an async runtime.
-    pub fn watch_tip(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.tip_watch.subscribe()
     }
 
     fn check_poisoned(&self) -> Result<()> {

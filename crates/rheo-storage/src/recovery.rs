@@ -146,7 +146,6 @@ pub(crate) fn open(
         .first()
         .map_or(writer.active.base_seq, |segment| segment.base_seq);
     let view = Arc::new(writer.view());
-    let tip_watch = tokio::sync::watch::Sender::new(writer.next_seq);
     Ok(ShardLog {
         dir,
         fs,
@@ -161,7 +160,6 @@ pub(crate) fn open(
         groups_committed: AtomicU64::new(0),
         data_syncs: AtomicU64::new(0),
         poison_cause: Mutex::new(None),
-        tip_watch,
         recorder: crate::metrics::Recorder::default(),
         journal,
         _lock: lock,

@@ -72,24 +72,42 @@ type AppendResult = std::result::Result<rheo_storage::Appended, rheo_storage::Er
 /// Announces a put call's records to push sessions once every shard it wrote to has its batch
 /// durable (or failed), so a consumer's sessions on those shards wake together and their
 /// events leave in one write (see the server's connection layer). The last append to finish
-/// publishes, from the commit's callback: the announcement does not depend on the caller, who
-/// may have gone away.
+/// announces, from the commit's callback: the announcement does not depend on the caller, who
+/// may have gone away. Until then each shard the call is durable on holds the call's records
+/// back, so no later call's announcement on that shard shows them early.
 struct Announcement {
     remaining: AtomicUsize,
-    shards: Vec<Arc<Shard>>,
+    /// Per shard the call wrote to: its records' first and end sequence there, once appended.
+    shards: Vec<(Arc<Shard>, std::sync::Mutex<Option<Range>>)>,
 }
 
-/// One append's share of an [`Announcement`]: counted off when the append is done, or when it
-/// is dropped without finishing (a closed log refused it).
-struct AnnounceWhenDone(Option<Arc<Announcement>>);
+/// First and end (exclusive) engine sequence of an append's records.
+type Range = (u64, u64);
+
+/// One append's share of an [`Announcement`] (the `at`-th shard): counted off when the append
+/// is done, or when it is dropped without finishing (a closed log refused it).
+struct AnnounceWhenDone {
+    announcement: Option<Arc<Announcement>>,
+    at: usize,
+}
 
 impl AnnounceWhenDone {
-    fn done(&mut self) {
-        if let Some(announcement) = self.0.take()
-            && announcement.remaining.fetch_sub(1, Ordering::AcqRel) == 1
-        {
-            for shard in &announcement.shards {
-                shard.publish();
+    /// The append is done: `appended` holds its first and end sequence if it succeeded.
+    fn done(&mut self, appended: Option<Range>) {
+        let Some(announcement) = self.announcement.take() else {
+            return;
+        };
+        if let Some((first, end)) = appended {
+            let (shard, range) = &announcement.shards[self.at];
+            shard.hold(first);
+            *crate::store::lock(range) = Some((first, end));
+        }
+        if announcement.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for (shard, range) in &announcement.shards {
+                match *crate::store::lock(range) {
+                    Some((first, end)) => shard.announce(Some(first), Some(end)),
+                    None => shard.announce(None, None),
+                }
             }
         }
     }
@@ -97,7 +115,7 @@ impl AnnounceWhenDone {
 
 impl Drop for AnnounceWhenDone {
     fn drop(&mut self) {
-        self.done();
+        self.done(None);
     }
 }
 
@@ -120,7 +138,10 @@ async fn append_without_blocking(
             runtime.spawn_blocking(move || log.lead(turn));
         }
         Completion::Done(result) => {
-            announce.done();
+            announce.done(result.as_ref().ok().map(|appended| {
+                let first = appended.first_sequence;
+                (first, first + u64::from(appended.count))
+            }));
             if let Some(sender) = sender.take() {
                 let _ = sender.send(result);
             }
@@ -232,11 +253,17 @@ impl Store {
         by_shard.retain(|(_, _, indexes)| !indexes.is_empty());
         let announcement = Arc::new(Announcement {
             remaining: AtomicUsize::new(by_shard.len()),
-            shards: by_shard.iter().map(|(shard, _, _)| shard.clone()).collect(),
+            shards: by_shard
+                .iter()
+                .map(|(shard, _, _)| (shard.clone(), std::sync::Mutex::new(None)))
+                .collect(),
         });
         let mut pending = Vec::with_capacity(by_shard.len());
-        for (shard, _, indexes) in by_shard {
-            let announce = AnnounceWhenDone(Some(announcement.clone()));
+        for (at, (shard, _, indexes)) in by_shard.into_iter().enumerate() {
+            let announce = AnnounceWhenDone {
+                announcement: Some(announcement.clone()),
+                at,
+            };
             let waiting =
                 append_without_blocking(shard.clone(), routed.clone(), indexes.clone(), announce)
                     .await;

@@ -511,6 +511,7 @@ impl Store {
             adjacent_parent: shard.adjacent_parent,
             created_ms: shard.created_ms,
             published: tokio::sync::watch::Sender::new(log.tip().next_sequence),
+            announced: crate::topology::Announced::at(log.tip().next_sequence),
             log,
             limiter: RwLock::new(limiter),
             closed: tokio::sync::watch::Sender::new(shard.closed),

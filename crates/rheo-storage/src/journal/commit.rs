@@ -243,8 +243,17 @@ fn commit(
     } else {
         write_record(shared, active, &mut buf, entries, need_sync)
     };
-    if let Err(error) = &written {
-        shared.poison(error);
+    match &written {
+        // Counted before any waiter learns of it, so stats read after an append include it.
+        Ok(()) if entries > 0 => {
+            shared
+                .counters
+                .groups
+                .fetch_add(u64::from(entries), Ordering::Relaxed);
+            shared.counters.commit_logs.observe(f64::from(entries));
+        }
+        Ok(()) => {}
+        Err(error) => shared.poison(error),
     }
     for ((log, writer), staged) in logs.iter().zip(guards.iter_mut()).zip(&mut staged) {
         let Some(staged) = staged.take() else {
@@ -263,13 +272,6 @@ fn commit(
         }
     }
     drop(guards);
-    shared
-        .counters
-        .groups
-        .fetch_add(u64::from(entries), Ordering::Relaxed);
-    if entries > 0 {
-        shared.counters.commit_logs.observe(f64::from(entries));
-    }
     active.buf = buf;
     logs.into_iter()
         .filter(|log| log.queue.finish_turn())

@@ -486,50 +486,6 @@ fn callback_appends_mix_with_blocking_ones() {
 }
 
 #[test]
-fn the_tip_watch_announces_each_commit_once_it_is_readable() {
-    let dir = tempfile::tempdir().unwrap();
-    let clock = ManualClock::new(T0);
-    let log = Arc::new(open_std(dir.path(), small_config(), &clock));
-    let mut tip = log.watch_tip();
-    assert_eq!(*tip.borrow_and_update(), 0);
-    assert!(!tip.has_changed().unwrap(), "an idle log announces nothing");
-
-    let writer = {
-        let log = log.clone();
-        std::thread::spawn(move || {
-            for i in 0..50u64 {
-                append_one(&log, "k", &payload("k", 100 + i as usize));
-            }
-        })
-    };
-    // Every announced tip is readable at once, and the announcements reach the end.
-    let mut seen = 0;
-    while seen < 50 {
-        while !tip.has_changed().unwrap() {
-            std::thread::yield_now();
-        }
-        let next = *tip.borrow_and_update();
-        assert!(
-            next > seen,
-            "the tip only moves forward: {seen} then {next}"
-        );
-        let read = log.read(seen, usize::MAX, usize::MAX).unwrap();
-        assert!(
-            read.next_sequence >= next,
-            "announced records are readable: read to {} of {next}",
-            read.next_sequence
-        );
-        seen = next;
-    }
-    writer.join().unwrap();
-    log.roll_now().unwrap();
-    assert!(
-        !tip.has_changed().unwrap(),
-        "a roll adds no records and wakes no one"
-    );
-}
-
-#[test]
 fn closing_for_writes_commits_what_is_queued_and_refuses_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(T0);
