@@ -522,3 +522,47 @@ fn a_second_node_on_the_same_journal_is_refused() {
     assert!(matches!(second, Err(Error::Locked { .. })), "{second:?}");
     drop(journal);
 }
+
+#[test]
+fn a_failed_checkpoint_sync_poisons_that_log_keeps_the_journal_and_loses_nothing() {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
+    let mut ledger = workload(&node, &clock, 1, 9);
+    // The checkpoint's syncs: the next journal file's header first, then one per log.
+    fs.inject(FaultOn::SyncData, 1, EIO);
+    node.journal.checkpoint_now().unwrap();
+    let poisoned: Vec<bool> = node.logs.iter().map(|log| log.is_poisoned()).collect();
+    assert_eq!(
+        poisoned.iter().filter(|&&p| p).count(),
+        1,
+        "the log whose segment sync failed is poisoned: {poisoned:?}"
+    );
+    assert!(!node.journal.is_poisoned(), "the node keeps committing");
+    assert_eq!(
+        node.journal.stats().files,
+        2,
+        "the journal file that log depends on is kept"
+    );
+    let healthy = poisoned.iter().position(|&p| !p).unwrap();
+    let seq = append_one(&node.logs[healthy], "after", b"still taken");
+    ledger
+        .attempted
+        .insert("after".into(), b"still taken".to_vec());
+    ledger.acked[healthy].insert(seq, "after".into());
+    let sick = poisoned.iter().position(|&p| p).unwrap();
+    assert!(
+        node.logs[sick]
+            .append(&[RecordInput {
+                partition_key: b"k",
+                explicit_hash_key: None,
+                data: b"refused",
+            }])
+            .is_err()
+    );
+    // A machine crash now: the kept journal file still holds what the segment lost.
+    let image = fs.crash_image(CrashMode::DropUnsynced);
+    fs.crash_now();
+    drop(node);
+    check_recovered(&image, &clock, &ledger, "after a failed checkpoint sync");
+}
