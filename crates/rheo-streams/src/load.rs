@@ -81,12 +81,7 @@ pub(crate) fn load(
             .fetch_add(shards as u64, std::sync::atomic::Ordering::Relaxed);
         found.push((dir, meta));
     }
-    for (dir, meta) in found {
-        let shards = meta.shards.iter().filter(|shard| !shard.expired).count();
-        let stream = opener.open_stream(dir, meta)?;
-        progress
-            .opened
-            .fetch_add(shards as u64, std::sync::atomic::Ordering::Relaxed);
+    for stream in opener.open_streams(found, Some(&progress.opened))? {
         *lock(&stream.status) = StreamStatus::Active;
         streams.insert(stream.name.clone(), Arc::new(stream));
     }

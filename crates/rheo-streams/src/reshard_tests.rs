@@ -293,3 +293,29 @@ async fn a_reshard_whose_commit_cannot_be_undone_keeps_its_parents_closed() {
     assert_eq!(records_in(&store, "shardId-000000000000").await, 1);
     assert_ne!(put(&store, "before").await, "shardId-000000000000");
 }
+
+#[tokio::test]
+async fn a_create_stream_that_fails_half_way_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path()).await;
+    // Shard 3's log cannot be made: a file stands where its directory would go.
+    let stream_dir = dir.path().join("streams").join("s");
+    std::fs::create_dir_all(&stream_dir).unwrap();
+    std::fs::write(stream_dir.join("shardId-000000000003"), b"in the way").unwrap();
+    let failed = store
+        .create_stream(CreateStream {
+            name: "s".into(),
+            shard_count: Some(6),
+            ..Default::default()
+        })
+        .await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(
+        !stream_dir.exists(),
+        "the shards it made are removed with the stream's directory"
+    );
+    assert!(store.describe_stream_summary("s").is_err());
+    // The name is free again.
+    create(&store, 6).await;
+    assert_eq!(shards(&store, ShardFilter::default()).len(), 6);
+}

@@ -22,6 +22,8 @@ pub(crate) const STREAMS_DIR: &str = "streams";
 pub(crate) const TRASH_DIR: &str = "trash";
 pub(crate) const KEY_FILE: &str = "token.key";
 pub(crate) const JOURNAL_DIR: &str = "journal";
+/// Most shard logs opened at once (at start-up, and by a CreateStream of many shards).
+pub(crate) const OPEN_THREADS: usize = 16;
 pub(crate) const MAX_TAGS: usize = 50;
 const MAX_RETENTION_HOURS: i64 = 8760;
 /// An on-demand stream's limits, in provisioned shards' worth (Kinesis starts one at 4 MB/s in
@@ -416,12 +418,21 @@ impl Store {
         let store = self.clone();
         let stream = blocking(move || {
             std::fs::create_dir_all(&dir).map_err(|error| internal("create", &dir, error))?;
-            let stream = store.open_stream(dir.clone(), meta.clone())?;
-            // The metadata is written last: a stream directory without it is an interrupted
-            // creation and is removed at the next start.
-            meta::write(&dir, &meta)?;
-            meta::sync_dir(dir.parent().expect("streams dir"))?;
-            Ok(stream)
+            let created = store.open_stream(dir.clone(), meta.clone()).and_then(|stream| {
+                // The metadata is written last: a stream directory without it is an
+                // interrupted creation and is removed at the next start.
+                meta::write(&dir, &meta)?;
+                meta::sync_dir(dir.parent().expect("streams dir"))?;
+                Ok(stream)
+            });
+            if created.is_err() {
+                // A creation that failed half-way (say, out of file descriptors after some of
+                // its shards were made) leaves nothing behind; its logs are closed by now.
+                if let Err(error) = std::fs::remove_dir_all(&dir) {
+                    tracing::warn!(dir = %dir.display(), %error, "could not remove a failed stream creation; removed at next start");
+                }
+            }
+            created
         })
         .await?;
         *lock(&stream.status) = StreamStatus::Active;
@@ -435,21 +446,71 @@ impl Store {
     }
 
     pub(crate) fn open_stream(&self, dir: PathBuf, meta: StreamMeta) -> Result<Stream> {
-        let limiters = self.limiters(&meta);
-        let mut shards = Vec::with_capacity(meta.shards.len());
-        for shard in meta.shards.iter().filter(|shard| !shard.expired) {
-            shards.push(self.open_shard(&dir, &meta, shard, limiters(shard.index))?);
+        let mut opened = self.open_streams(vec![(dir, meta)], None)?;
+        Ok(opened.remove(0))
+    }
+
+    /// Opens (creating if needed) every kept shard log of `streams`, on up to
+    /// [`OPEN_THREADS`] threads at once (recovering a log waits on fdatasyncs, so a data
+    /// directory of thousands of shards opens in about the time of its slowest logs, not their
+    /// sum), counting each opened log in `opened`. Blocks on I/O.
+    pub(crate) fn open_streams(
+        &self,
+        streams: Vec<(PathBuf, StreamMeta)>,
+        opened: Option<&std::sync::atomic::AtomicU64>,
+    ) -> Result<Vec<Stream>> {
+        // Limiters first: an on-demand stream's shards share one.
+        let mut jobs = Vec::new();
+        for (at, (_, meta)) in streams.iter().enumerate() {
+            let limiters = self.limiters(meta);
+            for shard in meta.shards.iter().filter(|shard| !shard.expired) {
+                jobs.push((at, shard, limiters(shard.index)));
+            }
         }
-        Ok(Stream {
-            name: meta.name.clone(),
-            incarnation: meta.incarnation,
-            dir,
-            meta: Mutex::new(meta),
-            status: Mutex::new(StreamStatus::Creating),
-            topology: RwLock::new(Arc::new(Topology::new(shards))),
-            gate: tokio::sync::RwLock::new(()),
-            sessions: Mutex::new(crate::subscribe::Sessions::default()),
-        })
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<Arc<Shard>>>>> =
+            jobs.iter().map(|_| Mutex::new(None)).collect();
+        let threads = OPEN_THREADS.min(jobs.len());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let job = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((at, shard, limiter)) = jobs.get(job) else {
+                            return;
+                        };
+                        let (dir, meta) = &streams[*at];
+                        let result = self.open_shard(dir, meta, shard, limiter.clone());
+                        if let Some(opened) = opened {
+                            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        *lock(&results[job]) = Some(result);
+                    }
+                });
+            }
+        });
+        let mut by_stream: Vec<Vec<Arc<Shard>>> = streams.iter().map(|_| Vec::new()).collect();
+        for ((at, _, _), result) in jobs.iter().zip(results) {
+            let result = result
+                .into_inner()
+                .unwrap_or_else(|poison| poison.into_inner())
+                .expect("every job ran");
+            by_stream[*at].push(result?);
+        }
+        Ok(streams
+            .into_iter()
+            .zip(by_stream)
+            .map(|((dir, meta), shards)| Stream {
+                name: meta.name.clone(),
+                incarnation: meta.incarnation,
+                dir,
+                meta: Mutex::new(meta),
+                status: Mutex::new(StreamStatus::Creating),
+                topology: RwLock::new(Arc::new(Topology::new(shards))),
+                gate: tokio::sync::RwLock::new(()),
+                sessions: Mutex::new(crate::subscribe::Sessions::default()),
+            })
+            .collect())
     }
 
     /// The limiter of each shard of a stream: its own for a provisioned stream, one shared by

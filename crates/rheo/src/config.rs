@@ -206,6 +206,9 @@ pub(crate) struct ServeConfig {
     pub(crate) authentication: rheo_server::Authentication,
     pub(crate) kinesis_listen: Option<SocketAddr>,
     pub(crate) tls: Option<rheo_server::TlsFiles>,
+    /// True when the file sets `shard_limit`: it is then kept even above what the open-file
+    /// limit can hold (with a warning); the default is lowered to fit instead.
+    pub(crate) shard_limit_set: bool,
     pub(crate) store: StoreConfig,
 }
 
@@ -279,6 +282,7 @@ impl ServeArgs {
         if let Some(text) = &file.reshard_delay {
             store.reshard_delay = parse_duration(text).context("reshard_delay")?;
         }
+        let shard_limit_set = file.shard_limit.is_some();
         if let Some(limit) = file.shard_limit {
             store.shard_limit = limit;
         }
@@ -322,6 +326,7 @@ impl ServeArgs {
                 .or(file.listen)
                 .unwrap_or_else(|| "127.0.0.1:4567".parse().expect("valid address")),
             testbed_clock: self.testbed_clock || file.testbed_clock.unwrap_or(false),
+            shard_limit_set,
             store,
         })
     }

@@ -83,8 +83,49 @@ async fn shutdown_signal() {
     }
 }
 
+/// Open files each shard keeps: its active segment, its active index and its lock file (sealed
+/// segments are memory-mapped, and a map holds no descriptor).
+const FILES_PER_SHARD: u64 = 3;
+/// Descriptors kept for everything but shards: the journal, listeners, connections.
+const FILES_RESERVED: u64 = 4096;
+
+/// Raises the soft open-file limit to the hard limit, and returns the shard limit the server
+/// can hold with it: `shard_limit` if it fits or was set explicitly (`explicit`, then with a
+/// warning), else as many shards as the descriptors allow beside the reserve.
+fn fit_shard_limit(shard_limit: u32, explicit: bool) -> u32 {
+    let wanted = u64::from(shard_limit) * FILES_PER_SHARD + FILES_RESERVED;
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not raise the open-file limit");
+            return shard_limit;
+        }
+    };
+    if limit >= wanted {
+        tracing::info!(open_file_limit = limit, shard_limit, "open-file limit");
+        return shard_limit;
+    }
+    let fits = (limit.saturating_sub(FILES_RESERVED) / FILES_PER_SHARD).min(u64::from(u32::MAX));
+    if explicit {
+        tracing::warn!(
+            open_file_limit = limit,
+            shard_limit,
+            needed = wanted,
+            "the open-file limit cannot hold shard_limit shards ({FILES_PER_SHARD} files each plus {FILES_RESERVED} for connections): raise the hard limit (LimitNOFILE, ulimit -Hn) or lower shard_limit"
+        );
+        return shard_limit;
+    }
+    tracing::warn!(
+        open_file_limit = limit,
+        shard_limit = fits,
+        "the open-file limit holds fewer shards than the default shard_limit: lowered to fit ({FILES_PER_SHARD} files each plus {FILES_RESERVED} for connections); raise the hard limit (LimitNOFILE, ulimit -Hn) for more"
+    );
+    fits as u32
+}
+
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
-    let config = args.resolve()?;
+    let mut config = args.resolve()?;
+    config.store.shard_limit = fit_shard_limit(config.store.shard_limit, config.shard_limit_set);
     let testbed = config.testbed_clock.then(OffsetClock::new);
     let clock: Arc<dyn Clock> = match &testbed {
         Some(clock) => {
