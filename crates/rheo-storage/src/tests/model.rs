@@ -1,12 +1,15 @@
 //! Model-based property test: random sequences of append, read, seek, reopen, roll, clock
-//! moves, retention changes and maintenance, on real files, against an in-memory model.
+//! moves, retention changes and maintenance against an in-memory model: a plain log on real
+//! files, and a journaled log on the simulated file system, where journal checkpoints and
+//! machine crashes (everything unsynced lost, then the journal replayed) join the mix.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 
 use super::*;
-use crate::Position;
+use crate::io::sim::{CrashMode, SimFs};
+use crate::{Journal, JournalConfig, Position};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -29,6 +32,11 @@ enum Op {
     },
     SetRetentionHours(u64),
     Maintain,
+    /// Journaled: start a new journal file and wait for the old one's checkpoint.
+    Checkpoint,
+    /// Journaled: the machine dies (nothing unsynced survives) and the node restarts. A plain
+    /// log reopens instead (its `None` policy may lose acknowledged records by design).
+    Crash,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -42,6 +50,8 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (0i64..40 * 60_000).prop_map(|ms| Op::Advance { ms }),
         1 => (1u64..4).prop_map(Op::SetRetentionHours),
         1 => Just(Op::Maintain),
+        1 => Just(Op::Checkpoint),
+        1 => Just(Op::Crash),
     ]
 }
 
@@ -82,17 +92,77 @@ fn config() -> LogConfig {
     }
 }
 
-fn run(ops: Vec<Op>) {
-    let dir = tempfile::tempdir().unwrap();
+/// What the model runs against: a plain log on real files, or a journaled one on the
+/// simulated file system.
+enum Place {
+    Plain(tempfile::TempDir),
+    Journaled(SimFs),
+}
+
+const NODE_JOURNAL: &str = "/node/journal";
+const NODE_LOG: &str = "/node/shard";
+
+/// The log under test, and its journal if it has one (fields drop in order: the log first,
+/// then the journal drains and checkpoints it).
+struct Subject {
+    log: Arc<ShardLog>,
+    journal: Option<Journal>,
+}
+
+fn open_subject(place: &Place, clock: &ManualClock) -> Subject {
+    match place {
+        Place::Plain(dir) => Subject {
+            log: Arc::new(open_std(dir.path(), config(), clock)),
+            journal: None,
+        },
+        Place::Journaled(sim) => {
+            let fs: Arc<dyn Fs> = Arc::new(sim.clone());
+            let journal = Journal::open(
+                fs.clone(),
+                NODE_JOURNAL,
+                JournalConfig {
+                    checkpoint_bytes: 4096,
+                    ..JournalConfig::default()
+                },
+            )
+            .unwrap();
+            let log = ShardLog::open_journaled(
+                &journal,
+                "model",
+                fs,
+                NODE_LOG,
+                LogConfig {
+                    durability: crate::Durability::Sync,
+                    ..config()
+                },
+                Arc::new(clock.clone()),
+                0,
+            )
+            .unwrap();
+            journal.finish_recovery().unwrap();
+            Subject {
+                log,
+                journal: Some(journal),
+            }
+        }
+    }
+}
+
+fn run(ops: Vec<Op>, journaled: bool) {
+    let mut place = if journaled {
+        Place::Journaled(SimFs::new())
+    } else {
+        Place::Plain(tempfile::tempdir().unwrap())
+    };
     let clock = ManualClock::new(T0);
-    let mut log = Some(open_std(dir.path(), config(), &clock));
+    let mut log = Some(open_subject(&place, &clock));
     let mut model = Model {
         records: Vec::new(),
         retention_ms: 2 * 3_600_000,
         floor: 0,
     };
     for (step, op) in ops.into_iter().enumerate() {
-        let current = log.as_ref().unwrap();
+        let current = &log.as_ref().unwrap().log;
         match op {
             Op::Append { records, size } => {
                 let start = model.records.len();
@@ -188,17 +258,34 @@ fn run(ops: Vec<Op>) {
                     model.records.len() as u64
                 );
             }
-            Op::Reopen => {
-                drop(log.take());
-                let reopened = open_std(dir.path(), config(), &clock);
+            Op::Reopen | Op::Crash => {
+                if let (Op::Crash, Place::Journaled(sim)) = (&op, &place) {
+                    let image = sim.crash_image(CrashMode::DropUnsynced);
+                    sim.crash_now();
+                    drop(log.take());
+                    place = Place::Journaled(image);
+                } else {
+                    drop(log.take());
+                }
+                let reopened = open_subject(&place, &clock);
                 reopened
+                    .log
                     .set_retention(Duration::from_millis(model.retention_ms as u64))
                     .unwrap();
                 // The engine forgets the hidden-but-kept records' floor across restarts; the
                 // model follows what is on disk.
-                model.floor = reopened.stats().first_sequence;
-                assert_eq!(reopened.tip().next_sequence, model.records.len() as u64);
+                model.floor = reopened.log.stats().first_sequence;
+                assert_eq!(
+                    reopened.log.tip().next_sequence,
+                    model.records.len() as u64,
+                    "step {step}: every acknowledged record is back after {op:?}"
+                );
                 log = Some(reopened);
+            }
+            Op::Checkpoint => {
+                if let Some(journal) = &log.as_ref().unwrap().journal {
+                    journal.checkpoint_now().unwrap();
+                }
             }
             Op::Roll => current.roll_now().unwrap(),
             Op::Advance { ms } => clock.advance_ms(ms),
@@ -213,7 +300,10 @@ fn run(ops: Vec<Op>) {
             }
         }
     }
-    let report = crate::verify_tree(&StdFs, dir.path()).unwrap();
+    let report = match &place {
+        Place::Plain(dir) => crate::verify_tree(&StdFs, dir.path()).unwrap(),
+        Place::Journaled(sim) => crate::verify_tree(sim, Path::new(NODE_LOG)).unwrap(),
+    };
     assert_eq!(report.findings().count(), 0, "{report:?}");
 }
 
@@ -226,6 +316,13 @@ proptest! {
 
     #[test]
     fn the_log_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops);
+        run(ops, false);
+    }
+
+    #[test]
+    fn a_journaled_log_behaves_like_its_model_through_checkpoints_and_crashes(
+        ops in proptest::collection::vec(op(), 1..60)
+    ) {
+        run(ops, true);
     }
 }
