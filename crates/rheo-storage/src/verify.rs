@@ -116,7 +116,9 @@ impl fmt::Display for VerifyReport {
     }
 }
 
-/// Verifies every log under `root` (any directory holding segment files, at any depth).
+/// Verifies every log under `root` (any directory holding segment files, at any depth), and
+/// every node journal (a directory holding journal files: counted as a log whose "segments"
+/// are its files and "records" its entries).
 /// Fails only if `root` cannot be listed; problems with the data are findings.
 pub fn verify_tree(fs: &dyn Fs, root: &Path) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
@@ -130,15 +132,21 @@ pub fn verify_tree(fs: &dyn Fs, root: &Path) -> Result<VerifyReport> {
         };
         first = false;
         let mut has_segments = false;
+        let mut has_journal = false;
         for name in &names {
             if parse_base(name, SEGMENT_SUFFIX).is_some() {
                 has_segments = true;
+            } else if name.ends_with(crate::journal::JOURNAL_FILE_SUFFIX) {
+                has_journal = true;
             } else if !name.contains('.') && name != crate::recovery::LOCK_FILE {
                 pending.push(dir.join(name));
             }
         }
         if has_segments {
             report.logs.push(verify_log(fs, &dir, &names));
+        }
+        if has_journal {
+            report.logs.push(crate::journal::verify_dir(fs, &dir));
         }
     }
     report.logs.sort_by(|a, b| a.dir.cmp(&b.dir));

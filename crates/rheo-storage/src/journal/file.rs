@@ -9,7 +9,7 @@ use crate::format::{get_u16, get_u32, get_u64, put_u16, put_u32, put_u64, seeded
 use crate::io::{FileIo, Fs, OpenMode};
 
 /// Journal files end in this.
-pub(super) const JOURNAL_SUFFIX: &str = ".jnl";
+pub(crate) const JOURNAL_SUFFIX: &str = ".jnl";
 pub(super) const LOCK_FILE: &str = "LOCK";
 
 /// `RHEOJNL\0`: the magic of a journal file's header.
@@ -197,6 +197,10 @@ fn parse_body(body: &[u8], entries: u32) -> std::result::Result<Vec<ParsedEntry>
 /// A journal file read by recovery: its entries, and where its valid part ends.
 pub(super) struct ReadFile {
     pub(super) entries: Vec<(ParsedEntry, u64)>,
+    /// Where a torn tail starts, and why it does not check (never acknowledged: ignored).
+    pub(super) torn: Option<(u64, String)>,
+    /// The file's length.
+    pub(super) len: u64,
 }
 
 /// Reads one journal file's records. `last` says whether it is the newest file, whose tail
@@ -224,11 +228,20 @@ pub(super) fn read_journal_file(
     if let Err(reason) = header_read {
         if last && len <= JOURNAL_HEADER_LEN as u64 {
             // Created, but its header never became durable: nothing was committed to it.
-            return Ok((file, ReadFile { entries: vec![] }));
+            let torn = (len > 0).then_some((0, reason));
+            return Ok((
+                file,
+                ReadFile {
+                    entries: vec![],
+                    torn,
+                    len,
+                },
+            ));
         }
         return Err(Error::corruption(path, 0, reason));
     }
     let mut entries = Vec::new();
+    let mut torn = None;
     let mut at = JOURNAL_HEADER_LEN as u64;
     while at < len {
         match read_record(&*file, generation, at, len) {
@@ -255,11 +268,12 @@ pub(super) fn read_journal_file(
                     ));
                 }
                 tracing::warn!(path = %path.display(), offset = at, bytes = len - at, %reason, "journal ends in a torn write; ignoring it");
+                torn = Some((at, reason));
                 break;
             }
         }
     }
-    Ok((file, ReadFile { entries }))
+    Ok((file, ReadFile { entries, torn, len }))
 }
 
 fn read_record(

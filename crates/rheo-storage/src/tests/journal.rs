@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::*;
-use crate::io::sim::{CrashMode, EIO, FaultOn, SimFs};
+use crate::io::sim::{CrashMode, EIO, ENOSPC, FaultOn, SimFs};
 use crate::{Error, Journal, JournalConfig};
 
 const JOURNAL: &str = "/data/journal";
@@ -415,6 +415,8 @@ fn damage_to_a_synced_journal_record_is_reported_not_skipped() {
     // The first record starts right after the 40-byte file header; later records prove it
     // was synced, so a flipped byte in it is corruption.
     image.corrupt_byte(&path, 40 + 60).unwrap();
+    let report = crate::verify_tree(&image, Path::new("/data")).unwrap();
+    assert_eq!(report.corruptions(), 1, "verify agrees: {report}");
     let error = Journal::open(Arc::new(image), JOURNAL, JournalConfig::default())
         .expect_err("a damaged, synced journal record fails the open");
     assert!(error.is_corruption(), "{error}");
@@ -438,6 +440,14 @@ fn a_torn_journal_tail_is_ignored_and_loses_nothing_acknowledged() {
         .unwrap();
     file.sync_data().unwrap();
     drop(file);
+    let report = crate::verify_tree(&image, Path::new("/data")).unwrap();
+    assert_eq!(report.corruptions(), 0, "{report}");
+    assert!(
+        report
+            .findings()
+            .any(|finding| finding.message.contains("torn journal tail")),
+        "verify reports the torn tail as a warning: {report}"
+    );
     let node = open_node(&image, &clock, JournalConfig::default()).unwrap();
     let records = read_all(&node.logs[0]);
     assert_eq!(records.len(), 1);
@@ -447,7 +457,12 @@ fn a_torn_journal_tail_is_ignored_and_loses_nothing_acknowledged() {
 
 #[test]
 fn a_failed_journal_write_refuses_writes_and_keeps_earlier_data() {
-    for fault in [FaultOn::Write, FaultOn::SyncData] {
+    // ENOSPC on the journal write (a full disk), EIO on the write and on the fdatasync.
+    for (fault, errno) in [
+        (FaultOn::Write, ENOSPC),
+        (FaultOn::Write, EIO),
+        (FaultOn::SyncData, EIO),
+    ] {
         let fs = SimFs::new();
         let clock = ManualClock::new(T0);
         let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
@@ -458,7 +473,7 @@ fn a_failed_journal_write_refuses_writes_and_keeps_earlier_data() {
             FaultOn::Write => 2,
             FaultOn::SyncData => 0,
         };
-        fs.inject(fault, nth, EIO);
+        fs.inject(fault, nth, errno);
         let failed = node.logs[1].append(&[RecordInput {
             partition_key: b"k",
             explicit_hash_key: None,
