@@ -1,14 +1,15 @@
 //! The disk's floor under the put path, measured in the same run as the load it is compared
 //! with (`--disk-floor DIR` on `rheo bench` and `rheo bench-fanout`).
 //!
-//! Under the `sync` policy a put is acknowledged only after its batches are on disk: a
-//! `PutRecords` call that lands on S shards waits for S group commits, each one write and one
-//! fdatasync of that shard's segment file. This probe does the same I/O without the server:
-//! one thread per shard appends to its own file in DIR and fdatasyncs it, with calls paced
-//! open-loop at the load's call rate. A thread that finds several calls due writes them with
-//! one write and one fdatasync, as the group commit does. A call's latency is the time from
-//! when it was due until the last of its S shard writes is durable. The result is what the disk
-//! alone allows for that pattern; the server's figures are then given as a ratio to it.
+//! Under the `sync` policy a put is acknowledged only after its batches are on disk: with the
+//! node journal, every call waiting at the same moment, whatever its shards, is made durable by
+//! one journal write and one fdatasync (the segment writes beside it reach only the page
+//! cache). This probe does that I/O without the server: one thread appends each call's journal
+//! record to one file in DIR and fdatasyncs it, with calls paced open-loop at the load's call
+//! rate; when it finds several calls due, it writes them with one write and one fdatasync, as
+//! the commit thread does. A call's latency is the time from when it was due until its write is
+//! durable. The result is what the disk alone allows for that pattern; the server's figures
+//! are then given as a ratio to it.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -52,11 +53,13 @@ impl Pattern {
     }
 }
 
-/// Bytes a shard's segment grows by per call: FORMAT.md's 48-byte batch header, and per record
-/// an 8-byte head, a partition key of about 8 bytes and the data.
-fn bytes_per_shard(pattern: &Pattern) -> usize {
-    let records = pattern.records_per_call.div_ceil(pattern.shards);
-    48 + records * (8 + 8 + pattern.record_bytes)
+/// Bytes the journal grows by per call (FORMAT.md, "The journal"): per shard the call lands
+/// on, an entry head (24 bytes), a log key of about 30 bytes and a 48-byte batch header; per
+/// record an 8-byte head, a partition key of about 8 bytes and the data. (The 40-byte commit
+/// header is shared by every call of a commit and left out.)
+fn journal_bytes_per_call(pattern: &Pattern) -> usize {
+    let shards = pattern.shards.min(pattern.records_per_call.max(1));
+    shards * (24 + 30 + 48) + pattern.records_per_call * (8 + 8 + pattern.record_bytes)
 }
 
 /// Runs the probe in a fresh directory under `dir` (removed afterwards) and returns the call
@@ -77,55 +80,36 @@ pub(crate) fn measure(dir: &Path, pattern: Pattern) -> anyhow::Result<Histogram<
 fn run(work: &Path, pattern: Pattern) -> anyhow::Result<Histogram<u64>> {
     let calls = (pattern.duration.as_secs_f64() * pattern.calls_per_sec).ceil() as usize;
     let interval = Duration::from_secs_f64(1.0 / pattern.calls_per_sec);
-    let chunk = vec![0x42u8; bytes_per_shard(&pattern)];
+    let chunk = vec![0x42u8; journal_bytes_per_call(&pattern)];
     let started = Instant::now();
     let due = |call: usize| started + interval * call as u32;
-    let finished: Vec<Vec<Instant>> = std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..pattern.shards)
-            .map(|shard| {
-                let path = work.join(format!("shard-{shard}"));
-                let chunk = &chunk;
-                scope.spawn(move || -> std::io::Result<Vec<Instant>> {
-                    let file = File::create(path)?;
-                    let mut done = Vec::with_capacity(calls);
-                    let mut offset = 0u64;
-                    let mut group = Vec::new();
-                    while done.len() < calls {
-                        let next = due(done.len());
-                        if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                            std::thread::sleep(wait);
-                        }
-                        // Every call due by now goes into one write and one fdatasync.
-                        let now = Instant::now();
-                        let mut count = 1;
-                        while done.len() + count < calls && due(done.len() + count) <= now {
-                            count += 1;
-                        }
-                        group.clear();
-                        for _ in 0..count {
-                            group.extend_from_slice(chunk);
-                        }
-                        file.write_all_at(&group, offset)?;
-                        file.sync_data()?;
-                        offset += group.len() as u64;
-                        let durable = Instant::now();
-                        done.extend(std::iter::repeat_n(durable, count));
-                    }
-                    Ok(done)
-                })
-            })
-            .collect();
-        threads
-            .into_iter()
-            .map(|thread| thread.join().expect("disk floor thread panicked"))
-            .collect::<std::io::Result<_>>()
-    })?;
+    let file = File::create(work.join("journal"))?;
     let mut latency = Histogram::<u64>::new(3)?;
-    for call in 0..calls {
-        let last = finished.iter().map(|shard| shard[call]).max();
-        if let Some(last) = last {
-            latency.record(last.saturating_duration_since(due(call)).as_micros() as u64)?;
+    let mut offset = 0u64;
+    let mut group = Vec::new();
+    let mut done = 0;
+    while done < calls {
+        if let Some(wait) = due(done).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
         }
+        // Every call due by now goes into one write and one fdatasync.
+        let now = Instant::now();
+        let mut count = 1;
+        while done + count < calls && due(done + count) <= now {
+            count += 1;
+        }
+        group.clear();
+        for _ in 0..count {
+            group.extend_from_slice(&chunk);
+        }
+        file.write_all_at(&group, offset)?;
+        file.sync_data()?;
+        offset += group.len() as u64;
+        let durable = Instant::now();
+        for call in done..done + count {
+            latency.record(durable.saturating_duration_since(due(call)).as_micros() as u64)?;
+        }
+        done += count;
     }
     Ok(latency)
 }
@@ -177,10 +161,10 @@ impl Floor {
     /// Measures the floor before the run (blocking, for the pattern's duration).
     pub(crate) fn before(dir: &Path, pattern: Pattern) -> anyhow::Result<Floor> {
         println!(
-            "disk floor: {} files in {}, {} B per file per call, {:.0} calls/s, {:.0} s before and after the run (same I/O as the puts, no server)",
-            pattern.shards,
+            "disk floor: one journal file in {}, {} B per call ({} shards), {:.0} calls/s, {:.0} s before and after the run (the journal's write and fdatasync, no server)",
             dir.display(),
-            bytes_per_shard(&pattern),
+            journal_bytes_per_call(&pattern),
+            pattern.shards,
             pattern.calls_per_sec,
             pattern.duration.as_secs_f64()
         );
@@ -235,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn bytes_follow_the_segment_format() {
+    fn bytes_follow_the_journal_format() {
         let pattern = Pattern {
             shards: 4,
             records_per_call: 250,
@@ -243,7 +227,14 @@ mod tests {
             calls_per_sec: 300.0,
             duration: Duration::from_secs(1),
         };
-        // 63 records per shard: 48 + 63 * (16 + 1024).
-        assert_eq!(bytes_per_shard(&pattern), 65_568);
+        // 4 entries of 24 + 30 + 48, and 250 records of 16 + 1024.
+        assert_eq!(journal_bytes_per_call(&pattern), 4 * 102 + 250 * 1040);
+        // A single-record call touches one shard, however many the stream has.
+        let single = Pattern {
+            shards: 1024,
+            records_per_call: 1,
+            ..pattern
+        };
+        assert_eq!(journal_bytes_per_call(&single), 102 + 1040);
     }
 }
