@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rheo_storage::{Callback, Completion, Position, Record, RecordInput};
+use rheo_storage::{Position, Record};
 
 use crate::error::{Result, StreamsError};
 use crate::hashing::{check_hash_key_shape, hash_partition_key, parse_explicit_hash_key};
@@ -26,10 +26,10 @@ pub const MAX_GET_RECORDS: usize = 10_000;
 pub const MAX_GET_RECORDS_BYTES: usize = 10 * 1024 * 1024;
 
 /// A validated record with its shard.
-struct Routed {
-    shard: Arc<Shard>,
-    entry: PutEntry,
-    hash_key: Option<u128>,
+pub(crate) struct Routed {
+    pub(crate) shard: Arc<Shard>,
+    pub(crate) entry: PutEntry,
+    pub(crate) hash_key: Option<u128>,
 }
 
 /// The input's shape, checked before the stream is looked up, as Kinesis validates a request
@@ -63,11 +63,6 @@ fn validate_entry(stream: &Stream, entry: &PutEntry, index: usize) -> Result<Opt
         .map(parse_explicit_hash_key)
         .transpose()
 }
-
-/// Batches larger than this are encoded on a blocking thread rather than an async worker.
-const ENCODE_INLINE_BYTES: usize = 256 * 1024;
-
-type AppendResult = std::result::Result<rheo_storage::Appended, rheo_storage::Error>;
 
 /// Announces a put call's records to push sessions once every shard it wrote to has its batch
 /// durable (or failed), so a consumer's sessions on those shards wake together and their
@@ -117,62 +112,6 @@ impl Drop for AnnounceWhenDone {
     fn drop(&mut self) {
         self.done(None);
     }
-}
-
-/// Queues the records `indexes` of `routed` on `shard`'s log as one batch and returns a
-/// receiver of the result. No thread waits for the group commit: the engine calls back, and a
-/// blocking-pool thread is used only while this append leads a group's write and fsync.
-async fn append_without_blocking(
-    shard: Arc<Shard>,
-    routed: Arc<Vec<Routed>>,
-    indexes: Vec<usize>,
-    mut announce: AnnounceWhenDone,
-) -> Result<tokio::sync::oneshot::Receiver<AppendResult>> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let runtime = tokio::runtime::Handle::current();
-    let log_for_lead = shard.log.clone();
-    let mut sender = Some(sender);
-    let callback: Callback = Box::new(move |completion| match completion {
-        Completion::Lead(turn) => {
-            let log = log_for_lead.clone();
-            runtime.spawn_blocking(move || log.lead(turn));
-        }
-        Completion::Done(result) => {
-            announce.done(result.as_ref().ok().map(|appended| {
-                let first = appended.first_sequence;
-                (first, first + u64::from(appended.count))
-            }));
-            if let Some(sender) = sender.take() {
-                let _ = sender.send(result);
-            }
-        }
-    });
-    let bytes: usize = indexes.iter().map(|&i| routed[i].entry.data.len()).sum();
-    let submit = move || {
-        let inputs: Vec<RecordInput> = indexes
-            .iter()
-            .map(|&index| RecordInput {
-                partition_key: routed[index].entry.partition_key.as_bytes(),
-                explicit_hash_key: routed[index].hash_key,
-                data: &routed[index].entry.data,
-            })
-            .collect();
-        let turn = shard.log.submit(&inputs, callback)?;
-        Ok::<_, StreamsError>((shard, turn))
-    };
-    let submitted = if bytes <= ENCODE_INLINE_BYTES {
-        submit()
-    } else {
-        tokio::task::spawn_blocking(submit)
-            .await
-            .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?
-    };
-    let (shard, turn) = submitted?;
-    if let Some(turn) = turn {
-        let log = shard.log.clone();
-        tokio::task::spawn_blocking(move || log.lead(turn));
-    }
-    Ok(receiver)
 }
 
 impl Store {
@@ -264,9 +203,14 @@ impl Store {
                 announcement: Some(announcement.clone()),
                 at,
             };
-            let waiting =
-                append_without_blocking(shard.clone(), routed.clone(), indexes.clone(), announce)
-                    .await;
+            let mut announce = announce;
+            let waiting = crate::engine::append(
+                shard.clone(),
+                routed.clone(),
+                indexes.clone(),
+                move |range| announce.done(range),
+            )
+            .await;
             pending.push((shard, indexes, waiting));
         }
         drop(announcement);
@@ -386,10 +330,8 @@ impl Store {
             IteratorStart::TrimHorizon => Position::TrimHorizon,
             IteratorStart::Latest => Position::Latest,
         };
-        let log = shard.log.clone();
-        tokio::task::spawn_blocking(move || log.seek(position))
-            .await
-            .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?
+        crate::engine::seek(&shard.log, position)
+            .await?
             .map_err(|error| match error {
                 rheo_storage::Error::InvalidArgument(_) => StreamsError::InvalidArgument(format!(
                     "StartingSequenceNumber on shard {shard_id} in stream {name} under account {} is beyond the newest record",
@@ -469,12 +411,14 @@ impl Store {
                 self.inner.config.account_id, stream.name, shard.id
             )));
         }
-        let log = shard.log.clone();
-        let position = decoded.position;
-        let outcome =
-            tokio::task::spawn_blocking(move || log.read(position, limit, MAX_GET_RECORDS_BYTES))
-                .await
-                .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))??;
+        let outcome = crate::engine::read(
+            &shard.log,
+            decoded.position,
+            limit,
+            MAX_GET_RECORDS_BYTES,
+            crate::engine::Where::BlockingPool,
+        )
+        .await??;
         let bytes: usize = outcome.records.iter().map(|record| record.size()).sum();
         if limiter.enabled {
             limiter.read_bytes.charge(bytes as u64);

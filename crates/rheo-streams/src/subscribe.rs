@@ -444,16 +444,14 @@ impl Subscription {
     /// Reads from the log at the session's position; a read that reaches the tip is kept for
     /// the shard's other sessions, which usually want exactly those records next.
     async fn read_log(&mut self, tip: u64, max_bytes: usize) -> Result<(PushedRecords, u64, u64)> {
-        let log = self.shard.log.clone();
         let from = self.position;
-        let read = move || log.read(from, MAX_GET_RECORDS, max_bytes);
-        let outcome = if tip - from <= INLINE_READ_RECORDS {
-            read()
+        let place = if tip - from <= INLINE_READ_RECORDS {
+            crate::engine::Where::Inline
         } else {
-            tokio::task::spawn_blocking(read)
-                .await
-                .map_err(|error| StreamsError::Internal(format!("worker failed: {error}")))?
+            crate::engine::Where::BlockingPool
         };
+        let outcome =
+            crate::engine::read(&self.shard.log, from, MAX_GET_RECORDS, max_bytes, place).await?;
         let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(error) => {
