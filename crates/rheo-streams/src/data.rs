@@ -64,51 +64,63 @@ fn validate_entry(stream: &Stream, entry: &PutEntry, index: usize) -> Result<Opt
         .transpose()
 }
 
-/// Announces a put call's records to push sessions once every shard it wrote to has its batch
-/// durable (or failed), so a consumer's sessions on those shards wake together and their
-/// events leave in one write (see the server's connection layer). The last append to finish
-/// announces, from the commit's callback: the announcement does not depend on the caller, who
-/// may have gone away. Until then each shard the call is durable on holds the call's records
-/// back, so no later call's announcement on that shard shows them early.
-struct Announcement {
+/// One put call's appends, one per shard it writes to. Each append's result is kept here by
+/// the commit's callback; the last one to finish announces the call's records to push sessions
+/// on every shard at once (so a consumer's sessions on those shards wake together and their
+/// events leave in one write, see the server's connection layer) and wakes the caller once,
+/// however many shards the call spans. The announcement does not depend on the caller, who may
+/// have gone away. Until then each shard the call is durable on holds the call's records back,
+/// so no later call's announcement on that shard shows them early.
+struct Call {
     remaining: AtomicUsize,
     /// Per shard the call wrote to: its records' first and end sequence there, once appended.
     shards: Vec<(Arc<Shard>, std::sync::Mutex<Option<Range>>)>,
+    /// Per shard, the append's result once it is done.
+    results: Vec<std::sync::Mutex<Option<crate::engine::AppendResult>>>,
+    /// Fired when every append is done.
+    finished: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 /// First and end (exclusive) engine sequence of an append's records.
 type Range = (u64, u64);
 
-/// One append's share of an [`Announcement`] (the `at`-th shard): counted off when the append
-/// is done, or when it is dropped without finishing (a closed log refused it).
-struct AnnounceWhenDone {
-    announcement: Option<Arc<Announcement>>,
+/// One append's share of a [`Call`] (the `at`-th shard): counted off when the append is done,
+/// or when it is dropped without finishing (a closed log refused it).
+struct ShareOfCall {
+    call: Option<Arc<Call>>,
     at: usize,
 }
 
-impl AnnounceWhenDone {
-    /// The append is done: `appended` holds its first and end sequence if it succeeded.
-    fn done(&mut self, appended: Option<Range>) {
-        let Some(announcement) = self.announcement.take() else {
+impl ShareOfCall {
+    /// The append is done with `result`, or was never queued (`None`).
+    fn done(&mut self, result: Option<crate::engine::AppendResult>) {
+        let Some(call) = self.call.take() else {
             return;
         };
-        if let Some((first, end)) = appended {
-            let (shard, range) = &announcement.shards[self.at];
-            shard.hold(first);
-            *crate::store::lock(range) = Some((first, end));
+        if let Some(result) = result {
+            if let Ok(appended) = &result {
+                let first = appended.first_sequence;
+                let (shard, range) = &call.shards[self.at];
+                shard.hold(first);
+                *crate::store::lock(range) = Some((first, first + u64::from(appended.count)));
+            }
+            *crate::store::lock(&call.results[self.at]) = Some(result);
         }
-        if announcement.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            for (shard, range) in &announcement.shards {
+        if call.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            for (shard, range) in &call.shards {
                 match *crate::store::lock(range) {
                     Some((first, end)) => shard.announce(Some(first), Some(end)),
                     None => shard.announce(None, None),
                 }
             }
+            if let Some(finished) = crate::store::lock(&call.finished).take() {
+                let _ = finished.send(());
+            }
         }
     }
 }
 
-impl Drop for AnnounceWhenDone {
+impl Drop for ShareOfCall {
     fn drop(&mut self) {
         self.done(None);
     }
@@ -161,17 +173,12 @@ impl Store {
         // Group admitted records by shard, keeping request order within each shard; each
         // shard's limiter is looked up once per call, not once per record.
         let mut by_shard: Vec<(Arc<Shard>, Arc<ShardLimiter>, Vec<usize>)> = Vec::new();
+        let mut slot_of: std::collections::HashMap<u32, usize> = Default::default();
         for (index, record) in routed.iter().enumerate() {
-            let at = match by_shard
-                .iter()
-                .position(|(shard, _, _)| shard.index == record.shard.index)
-            {
-                Some(at) => at,
-                None => {
-                    by_shard.push((record.shard.clone(), record.shard.limiter(), Vec::new()));
-                    by_shard.len() - 1
-                }
-            };
+            let at = *slot_of.entry(record.shard.index).or_insert_with(|| {
+                by_shard.push((record.shard.clone(), record.shard.limiter(), Vec::new()));
+                by_shard.len() - 1
+            });
             let (shard, limiter, indexes) = &mut by_shard[at];
             let size = (record.entry.partition_key.len() + record.entry.data.len()) as u64;
             if limiter.admit_write(1, size) {
@@ -190,36 +197,44 @@ impl Store {
         let routed = Arc::new(routed);
         // Shards whose records were all throttled get no append.
         by_shard.retain(|(_, _, indexes)| !indexes.is_empty());
-        let announcement = Arc::new(Announcement {
+        let (finished, all_done) = tokio::sync::oneshot::channel();
+        let call = Arc::new(Call {
             remaining: AtomicUsize::new(by_shard.len()),
             shards: by_shard
                 .iter()
                 .map(|(shard, _, _)| (shard.clone(), std::sync::Mutex::new(None)))
                 .collect(),
+            results: by_shard
+                .iter()
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+            finished: std::sync::Mutex::new(Some(finished)),
         });
         let mut pending = Vec::with_capacity(by_shard.len());
         for (at, (shard, _, indexes)) in by_shard.into_iter().enumerate() {
-            let announce = AnnounceWhenDone {
-                announcement: Some(announcement.clone()),
+            let mut share = ShareOfCall {
+                call: Some(call.clone()),
                 at,
             };
-            let mut announce = announce;
-            let waiting = crate::engine::append(
+            let submitted = crate::engine::append(
                 shard.clone(),
                 routed.clone(),
                 indexes.clone(),
-                move |range| announce.done(range),
+                move |result| share.done(Some(result)),
             )
             .await;
-            pending.push((shard, indexes, waiting));
+            pending.push((at, shard, indexes, submitted));
         }
-        drop(announcement);
         drop(gate);
-        for (shard, indexes, waiting) in pending {
-            let result = match waiting {
-                Ok(receiver) => match receiver.await {
-                    Ok(appended) => appended.map_err(StreamsError::from),
-                    Err(_) => Err(StreamsError::Internal(
+        if !pending.is_empty() {
+            // Every share counts off, stored, failed or refused, so this always fires.
+            let _ = all_done.await;
+        }
+        for (at, shard, indexes, submitted) in pending {
+            let result = match submitted {
+                Ok(()) => match crate::store::lock(&call.results[at]).take() {
+                    Some(appended) => appended.map_err(StreamsError::from),
+                    None => Err(StreamsError::Internal(
                         "the group commit dropped this append".into(),
                     )),
                 },

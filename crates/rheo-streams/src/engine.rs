@@ -5,9 +5,9 @@
 //! Where the work runs, the one rule:
 //! - **Appends**: a call's records for one shard are encoded on the async worker when they are
 //!   at most [`ENCODE_INLINE_BYTES`], else on the blocking pool; the write and the fdatasync
-//!   run on the node journal's commit thread; the caller waits on a oneshot and holds no
-//!   thread meanwhile. (A log opened without a journal hands its caller a leader turn, which
-//!   runs on the blocking pool: tests and tools only.)
+//!   run on the node journal's commit thread; the caller is woken once per put call, however
+//!   many shards it spans, and holds no thread meanwhile. (A log opened without a journal
+//!   hands its caller a leader turn, which runs on the blocking pool: tests and tools only.)
 //! - **Reads**: on the blocking pool, since pages may have to come from disk; a caller that
 //!   knows the range is small and hot (a caught-up push session) may read inline.
 //! - **Seeks**: on the blocking pool (an index walk and a batch header read).
@@ -39,31 +39,27 @@ fn worker_failed(error: tokio::task::JoinError) -> StreamsError {
     StreamsError::Internal(format!("worker failed: {error}"))
 }
 
-/// Queues the records `indexes` of `routed` on `shard`'s log as one batch and returns a
-/// receiver of the result. `on_done` is called from the commit's callback, with the batch's
-/// first and end sequence if it was stored, whether or not anyone still waits on the receiver.
+/// Queues the records `indexes` of `routed` on `shard`'s log as one batch. `on_done` gets the
+/// result from the commit's callback (on the journal's commit thread), whether or not anyone
+/// still waits for the call; it is dropped uncalled if the batch is refused before it is
+/// queued (that refusal is this function's error).
 pub(crate) async fn append(
     shard: Arc<Shard>,
     routed: Arc<Vec<Routed>>,
     indexes: Vec<usize>,
-    on_done: impl FnOnce(Option<(u64, u64)>) + Send + 'static,
-) -> Result<tokio::sync::oneshot::Receiver<AppendResult>> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
+    on_done: impl FnOnce(AppendResult) + Send + 'static,
+) -> Result<()> {
     let runtime = tokio::runtime::Handle::current();
     let log_for_lead = shard.log.clone();
-    let mut done = Some((sender, on_done));
+    let mut on_done = Some(on_done);
     let callback: Callback = Box::new(move |completion| match completion {
         Completion::Lead(turn) => {
             let log = log_for_lead.clone();
             runtime.spawn_blocking(move || log.lead(turn));
         }
         Completion::Done(result) => {
-            if let Some((sender, on_done)) = done.take() {
-                on_done(result.as_ref().ok().map(|appended| {
-                    let first = appended.first_sequence;
-                    (first, first + u64::from(appended.count))
-                }));
-                let _ = sender.send(result);
+            if let Some(on_done) = on_done.take() {
+                on_done(result);
             }
         }
     });
@@ -92,7 +88,7 @@ pub(crate) async fn append(
         let log = shard.log.clone();
         tokio::task::spawn_blocking(move || log.lead(turn));
     }
-    Ok(receiver)
+    Ok(())
 }
 
 /// Reads up to `max_records` records and about `max_bytes` bytes from `from`.
