@@ -475,13 +475,26 @@ async fn run(args: &'static Args) -> Result<bool, String> {
         (put.report("put", wall, cpu), put.records)
     };
 
-    let shards = kinesis
+    // ListShards answers at most 1,000 shards a page: follow NextToken (bounded).
+    let mut shard_ids: Vec<String> = Vec::new();
+    let mut page = kinesis
         .json("ListShards", json!({"StreamName": stream}))
         .await?;
-    let shards = shards["Shards"].as_array().cloned().unwrap_or_default();
-    let ids = shards
-        .iter()
-        .filter_map(|s| s["ShardId"].as_str().map(str::to_owned));
+    for _ in 0..1000 {
+        let shards = page["Shards"].as_array().cloned().unwrap_or_default();
+        shard_ids.extend(
+            shards
+                .iter()
+                .filter_map(|s| s["ShardId"].as_str().map(str::to_owned)),
+        );
+        let Some(token) = page["NextToken"].as_str().map(str::to_owned) else {
+            break;
+        };
+        page = kinesis
+            .json("ListShards", json!({"NextToken": token}))
+            .await?;
+    }
+    let ids = shard_ids.into_iter();
     let started = Instant::now();
     let end = started + Duration::from_secs(args.read_timeout_secs);
     let phase = Phase {
