@@ -78,7 +78,7 @@ impl Writer {
         }
     }
 
-    fn dirty(&self) -> bool {
+    pub(crate) fn dirty(&self) -> bool {
         self.synced_len < self.len
     }
 }
@@ -92,8 +92,8 @@ pub(crate) struct Stamped {
     /// Where the group's frames start in the buffer they were appended to.
     frames_at: usize,
     /// The segment offsets the frames go to.
-    start: u64,
-    end: u64,
+    pub(crate) start: u64,
+    pub(crate) end: u64,
     next_seq: u64,
     timestamp_ms: i64,
 }
@@ -172,45 +172,6 @@ impl ShardLog {
         crate::recovery::open(fs, dir.into(), config, clock, first_sequence, None)
     }
 
-    /// Opens the log in `dir` as [`ShardLog::open`] does, with its commits going through the
-    /// node `journal`: one commit, one write and one fdatasync for every journaled log with
-    /// appends waiting. `key` names the log in the journal and must be unique and stable for
-    /// the life of the log's data (a new log at the same path needs a new key). Whatever the
-    /// journal holds for `key` and the segment lacks is replayed before the open returns.
-    /// Appends through [`ShardLog::submit`] never get a leader turn: the journal's thread
-    /// writes.
-    pub fn open_journaled(
-        journal: &crate::Journal,
-        key: impl Into<String>,
-        fs: Arc<dyn Fs>,
-        dir: impl Into<PathBuf>,
-        config: LogConfig,
-        clock: Arc<dyn Clock>,
-        first_sequence: u64,
-    ) -> Result<Arc<ShardLog>> {
-        let key = key.into();
-        if key.is_empty() || key.len() > crate::journal::MAX_JOURNAL_KEY_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "a journal key must be 1 to {} bytes",
-                crate::journal::MAX_JOURNAL_KEY_BYTES
-            )));
-        }
-        let link = crate::journal::Link::new(journal.shared().clone(), key);
-        let mut log =
-            crate::recovery::open(fs, dir.into(), config, clock, first_sequence, Some(link))?;
-        Ok(Arc::new_cyclic(|me| {
-            if let Some(link) = &mut log.journal {
-                link.me = me.clone();
-            }
-            log
-        }))
-    }
-
-    /// True if the log's commits go through a node journal.
-    pub fn is_journaled(&self) -> bool {
-        self.journal.is_some()
-    }
-
     /// The log's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -243,11 +204,11 @@ impl ShardLog {
         lock(&self.view).clone()
     }
 
-    fn publish(&self, writer: &Writer) {
+    pub(crate) fn publish(&self, writer: &Writer) {
         *lock(&self.view) = Arc::new(writer.view());
     }
 
-    fn check_poisoned(&self) -> Result<()> {
+    pub(crate) fn check_poisoned(&self) -> Result<()> {
         if !self.poisoned.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -257,7 +218,7 @@ impl ShardLog {
         })
     }
 
-    fn poison(&self, cause: &Error) {
+    pub(crate) fn poison(&self, cause: &Error) {
         tracing::error!(dir = %self.dir.display(), error = %cause, "log poisoned");
         lock(&self.poison_cause).get_or_insert_with(|| cause.to_string());
         self.poisoned.store(true, Ordering::SeqCst);
@@ -425,7 +386,7 @@ impl ShardLog {
     /// Rolls the segment if this group is due to, then gives each batch of `group` its
     /// sequence numbers, the group's timestamp and its final header, and appends the frames
     /// to `out`. Writes no data.
-    fn stamp_group(
+    pub(crate) fn stamp_group(
         &self,
         writer: &mut Writer,
         group: &mut [PendingAppend],
@@ -498,7 +459,12 @@ impl ShardLog {
 
     /// Writes a stamped group's frames (`out[stamped.frames_at..]`) at the end of the active
     /// segment. A failure poisons the log.
-    fn write_stamped(&self, writer: &mut Writer, out: &[u8], stamped: &Stamped) -> Result<()> {
+    pub(crate) fn write_stamped(
+        &self,
+        writer: &mut Writer,
+        out: &[u8],
+        stamped: &Stamped,
+    ) -> Result<()> {
         let write = writer
             .file
             .write_all_at(&out[stamped.frames_at..], stamped.start);
@@ -512,7 +478,7 @@ impl ShardLog {
     }
 
     /// After a stamped group is written: its index entries, the writer's new end and counts.
-    fn advance(
+    pub(crate) fn advance(
         &self,
         writer: &mut Writer,
         stamped: Stamped,
@@ -527,92 +493,6 @@ impl ShardLog {
         self.recorder.group_appends.observe(appends as f64);
         writer.active_first_ts.get_or_insert(stamped.timestamp_ms);
         Ok(stamped.results)
-    }
-
-    /// The journal's commit thread: stamps this log's group, appends it to the journal record
-    /// in `out` as one entry (head, `key`, frames) and writes the frames to the segment. The
-    /// writer advances, but nothing is published until [`ShardLog::publish_journaled`], after
-    /// the journal's sync. On failure `out` may hold a partial entry for the caller to cut.
-    pub(crate) fn stage_journaled(
-        &self,
-        writer: &mut Writer,
-        group: &mut [PendingAppend],
-        out: &mut Vec<u8>,
-        key: &str,
-    ) -> Result<Vec<Appended>> {
-        self.check_poisoned()?;
-        if let Some(link) = &self.journal {
-            link.shared.check_poisoned()?;
-        }
-        // The roll (if due) happens inside stamp_group, so the entry's segment and offset are
-        // known only after it: write a head now and patch it.
-        let head_at = out.len();
-        crate::journal::push_entry_head(out, key, 0, 0, 0);
-        let stamped = self.stamp_group(writer, group, out)?;
-        let frames_len = (stamped.end - stamped.start) as usize;
-        crate::journal::patch_entry_head(
-            out,
-            head_at,
-            frames_len,
-            writer.active.base_seq,
-            stamped.start,
-        );
-        self.write_stamped(writer, out, &stamped)?;
-        self.advance(writer, stamped, group.len())
-    }
-
-    /// The journal's commit thread, once the journal record holding this log's group is
-    /// written (and synced, as the policy asks): readers and waiters may see it.
-    pub(crate) fn publish_journaled(&self, writer: &Writer) {
-        self.publish(writer);
-    }
-
-    /// Fails every append queued on this log with `error` (the journal takes no more).
-    pub(crate) fn fail_queued(&self, error: &Error) {
-        loop {
-            let group = self.queue.take_group(usize::MAX);
-            for pending in &group {
-                pending.slot.complete(Err(replicate(error)));
-            }
-            if !self.queue.finish_turn() {
-                return;
-            }
-        }
-    }
-
-    /// For a journal checkpoint: makes everything written to the active segment so far
-    /// durable, without holding the writer lock during the fdatasync (the commit thread keeps
-    /// committing meanwhile). Returns whether a sync ran.
-    pub(crate) fn sync_for_checkpoint(&self) -> Result<bool> {
-        if self.is_poisoned() {
-            return Err(Error::Poisoned {
-                path: self.dir.clone(),
-                cause: lock(&self.poison_cause).clone().unwrap_or_default(),
-            });
-        }
-        let (file, len, path) = {
-            let writer = lock(&self.writer);
-            if !writer.dirty() {
-                return Ok(false);
-            }
-            (writer.file.clone(), writer.len, writer.active.path.clone())
-        };
-        let started = std::time::Instant::now();
-        let synced = file.sync_data();
-        self.recorder
-            .sync_seconds
-            .observe(started.elapsed().as_secs_f64());
-        if let Err(error) = synced {
-            let error = Error::io("fdatasync", path, error);
-            self.poison(&error);
-            return Err(error);
-        }
-        self.data_syncs.fetch_add(1, Ordering::Relaxed);
-        let mut writer = lock(&self.writer);
-        if Arc::ptr_eq(&writer.file, &file) {
-            writer.synced_len = writer.synced_len.max(len);
-        }
-        Ok(true)
     }
 
     fn sync_writer(&self, writer: &mut Writer) -> Result<()> {
