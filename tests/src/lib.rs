@@ -238,3 +238,32 @@ pub fn spawn_self(test: &str, env: &str, dir: &Path) -> std::process::Child {
         .spawn()
         .expect("spawn the child")
 }
+
+/// Reads the child's `ACK ...` lines (what follows `ACK `) until it exits, killing it with
+/// SIGKILL once `enough` lines arrived or `at_most` passed: the kill lands while the child is
+/// writing. Panics unless the child was killed.
+pub fn acks_until_killed(
+    child: &mut std::process::Child,
+    enough: usize,
+    at_most: Duration,
+) -> Vec<String> {
+    use std::io::BufRead;
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+    let started = std::time::Instant::now();
+    let mut acked = Vec::new();
+    let mut killed = false;
+    for line in stdout.lines() {
+        let line = line.expect("child output");
+        let Some(rest) = line.strip_prefix("ACK ") else {
+            continue;
+        };
+        acked.push(rest.to_string());
+        if !killed && (acked.len() >= enough || started.elapsed() > at_most) {
+            child.kill().expect("kill -9 the child");
+            killed = true;
+        }
+    }
+    child.wait().expect("reap the child");
+    assert!(killed, "the child was killed while writing");
+    acked
+}

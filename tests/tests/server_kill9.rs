@@ -7,7 +7,7 @@
 //! child serves on loopback and puts through the gRPC client, printing each acknowledgement.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -128,30 +128,16 @@ async fn kill_9_of_a_server_with_256_shards_loses_no_acknowledged_record() {
         CHILD_ENV,
         dir.path(),
     );
-    let stdout = BufReader::new(process.stdout.take().unwrap());
-    let mut acked: Vec<(String, String, String)> = Vec::new();
-    let mut killed = false;
-    let started = Instant::now();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        let Some(rest) = line.strip_prefix("ACK ") else {
-            continue;
-        };
-        let mut parts = rest.splitn(3, ' ');
-        let (shard, sequence, key) = (
-            parts.next().unwrap().to_string(),
-            parts.next().unwrap().to_string(),
-            parts.next().unwrap().to_string(),
-        );
-        acked.push((shard, sequence, key));
-        if !killed && (acked.len() >= 20_000 || started.elapsed() > Duration::from_secs(20)) {
-            // SIGKILL mid-stream: calls are in flight from every producer.
-            process.kill().unwrap();
-            killed = true;
-        }
-    }
-    process.wait().unwrap();
-    assert!(killed, "the child was killed while putting");
+    // SIGKILL mid-stream: calls are in flight from every producer.
+    let acked: Vec<(String, String, String)> =
+        rheo_tests::acks_until_killed(&mut process, 20_000, Duration::from_secs(20))
+            .into_iter()
+            .map(|line| {
+                let mut parts = line.splitn(3, ' ');
+                let mut next = || parts.next().unwrap().to_string();
+                (next(), next(), next())
+            })
+            .collect();
     assert!(
         acked.len() >= 1000,
         "the child acknowledged records before the kill: {}",

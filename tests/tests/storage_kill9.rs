@@ -4,7 +4,6 @@
 //! The test re-runs its own binary as the child (selected by an environment variable), so the
 //! child is the same code with no extra build target.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,25 +80,15 @@ fn kill_9_under_load_loses_no_acknowledged_record() {
         CHILD_ENV,
         dir.path(),
     );
-    let stdout = BufReader::new(process.stdout.take().unwrap());
-    let mut acked = Vec::new();
-    let mut killed = false;
-    let started = Instant::now();
-    for line in stdout.lines() {
-        let line = line.unwrap();
-        let Some(rest) = line.strip_prefix("ACK ") else {
-            continue;
-        };
-        let (seq, key) = rest.split_once(' ').unwrap();
-        acked.push((seq.parse::<u64>().unwrap(), key.to_string()));
-        if !killed && (acked.len() >= 3000 || started.elapsed() > Duration::from_secs(20)) {
-            // SIGKILL mid-stream: appends are in flight in every thread.
-            process.kill().unwrap();
-            killed = true;
-        }
-    }
-    process.wait().unwrap();
-    assert!(killed, "the child was killed while appending");
+    // SIGKILL mid-stream: appends are in flight in every thread.
+    let acked: Vec<(u64, String)> =
+        rheo_tests::acks_until_killed(&mut process, 3000, Duration::from_secs(20))
+            .into_iter()
+            .map(|line| {
+                let (seq, key) = line.split_once(' ').unwrap();
+                (seq.parse().unwrap(), key.to_string())
+            })
+            .collect();
     assert!(
         acked.len() >= 100,
         "the child acknowledged appends before the kill"

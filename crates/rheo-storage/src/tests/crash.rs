@@ -152,11 +152,7 @@ fn every_acknowledged_record_survives_a_crash_at_every_sync_point() {
             Err(_) => Ledger::default(),
         };
         assert!(fs.has_crashed(), "sync {crash_at} is reached");
-        for mode in [
-            CrashMode::DropUnsynced,
-            CrashMode::KeepAll,
-            CrashMode::Torn(crash_at * 31 + 7),
-        ] {
+        for mode in every_crash_mode(crash_at * 31 + 7) {
             let image = fs.crash_image(mode);
             check_recovered(
                 &image,

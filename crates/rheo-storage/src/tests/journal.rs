@@ -238,11 +238,7 @@ fn every_acknowledged_record_survives_a_crash_at_every_sync_point() {
                 ..Ledger::default()
             },
         };
-        for mode in [
-            CrashMode::DropUnsynced,
-            CrashMode::KeepAll,
-            CrashMode::Torn(crash_at * 31 + 7),
-        ] {
+        for mode in every_crash_mode(crash_at * 31 + 7) {
             let image = fs.crash_image(mode);
             check_recovered(
                 &image,

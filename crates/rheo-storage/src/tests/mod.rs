@@ -64,3 +64,14 @@ pub(crate) fn read_all(log: &ShardLog) -> Vec<crate::Record> {
         records.extend(outcome.records);
     }
 }
+
+/// The three ways a crash image is taken from the same run: everything unsynced dropped, all of
+/// it kept, and a random part of it torn sector by sector (from `seed`).
+pub(crate) fn every_crash_mode(seed: u64) -> [crate::io::sim::CrashMode; 3] {
+    use crate::io::sim::CrashMode;
+    [
+        CrashMode::DropUnsynced,
+        CrashMode::KeepAll,
+        CrashMode::Torn(seed),
+    ]
+}
