@@ -193,14 +193,14 @@ pub async fn create_stream(client: &mut KinesisClient<Channel>, name: &str, shar
         .expect("create stream");
 }
 
-/// One GetRecords page of `shard` of `stream`, read from the trim horizon.
-pub async fn first_page(
+/// A TRIM_HORIZON iterator of `shard` of `stream`.
+pub async fn trim_horizon_iterator(
     client: &mut KinesisClient<Channel>,
     stream: &str,
     shard: &str,
-) -> rheo_proto::v1::GetRecordsResponse {
+) -> String {
     use rheo_proto::v1 as pb;
-    let iterator = client
+    client
         .get_shard_iterator(pb::GetShardIteratorRequest {
             stream_name: stream.into(),
             shard_id: shard.into(),
@@ -210,7 +210,17 @@ pub async fn first_page(
         .await
         .expect("shard iterator")
         .into_inner()
-        .shard_iterator;
+        .shard_iterator
+}
+
+/// One GetRecords page of `shard` of `stream`, read from the trim horizon.
+pub async fn first_page(
+    client: &mut KinesisClient<Channel>,
+    stream: &str,
+    shard: &str,
+) -> rheo_proto::v1::GetRecordsResponse {
+    use rheo_proto::v1 as pb;
+    let iterator = trim_horizon_iterator(client, stream, shard).await;
     client
         .get_records(pb::GetRecordsRequest {
             shard_iterator: iterator,

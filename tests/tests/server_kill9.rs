@@ -85,17 +85,7 @@ async fn read_shard(
     client: &mut rheo_proto::v1::kinesis_client::KinesisClient<tonic::transport::Channel>,
     shard: &str,
 ) -> Vec<pb::Record> {
-    let mut iterator = client
-        .get_shard_iterator(pb::GetShardIteratorRequest {
-            stream_name: STREAM.into(),
-            shard_id: shard.into(),
-            shard_iterator_type: pb::ShardIteratorType::TrimHorizon as i32,
-            ..Default::default()
-        })
-        .await
-        .expect("shard iterator")
-        .into_inner()
-        .shard_iterator;
+    let mut iterator = rheo_tests::trim_horizon_iterator(client, STREAM, shard).await;
     let mut records = Vec::new();
     for _ in 0..10_000 {
         let page = client

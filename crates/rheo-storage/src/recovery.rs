@@ -54,13 +54,7 @@ pub(crate) fn open(
         }
         Err(error) => return Err(Error::io("list", &dir, error)),
     };
-    let lock = fs.lock(&dir.join(LOCK_FILE)).map_err(|error| {
-        if error.kind() == std::io::ErrorKind::WouldBlock {
-            Error::Locked { path: dir.clone() }
-        } else {
-            Error::io("lock", dir.join(LOCK_FILE), error)
-        }
-    })?;
+    let lock = lock_dir(&*fs, &dir)?;
 
     let mut bases: Vec<u64> = names
         .iter()
@@ -163,6 +157,19 @@ pub(crate) fn open(
         recorder: crate::metrics::Recorder::default(),
         journal,
         _lock: lock,
+    })
+}
+
+/// Takes `dir/LOCK` (a log's, or the journal's): `Locked` if another open holds it.
+pub(crate) fn lock_dir(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn crate::io::LockGuard>> {
+    fs.lock(&dir.join(LOCK_FILE)).map_err(|error| {
+        if error.kind() == std::io::ErrorKind::WouldBlock {
+            Error::Locked {
+                path: dir.to_path_buf(),
+            }
+        } else {
+            Error::io("lock", dir.join(LOCK_FILE), error)
+        }
     })
 }
 

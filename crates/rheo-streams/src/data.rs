@@ -73,16 +73,20 @@ fn validate_entry(stream: &Stream, entry: &PutEntry, index: usize) -> Result<Opt
 /// so no later call's announcement on that shard shows them early.
 struct Call {
     remaining: AtomicUsize,
-    /// Per shard the call wrote to: its records' first and end sequence there, once appended.
-    shards: Vec<(Arc<Shard>, std::sync::Mutex<Option<Range>>)>,
-    /// Per shard, the append's result once it is done.
-    results: Vec<std::sync::Mutex<Option<crate::engine::AppendResult>>>,
+    /// The shards the call writes to, and each one's append result once it is done.
+    shards: Vec<(
+        Arc<Shard>,
+        std::sync::Mutex<Option<crate::engine::AppendResult>>,
+    )>,
     /// Fired when every append is done.
     finished: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
-/// First and end (exclusive) engine sequence of an append's records.
-type Range = (u64, u64);
+/// The first and end (exclusive) engine sequence of an append's records.
+fn range(appended: &rheo_storage::Appended) -> (u64, u64) {
+    let first = appended.first_sequence;
+    (first, first + u64::from(appended.count))
+}
 
 /// One append's share of a [`Call`] (the `at`-th shard): counted off when the append is done,
 /// or when it is dropped without finishing (a closed log refused it).
@@ -97,20 +101,21 @@ impl ShareOfCall {
         let Some(call) = self.call.take() else {
             return;
         };
+        let (shard, slot) = &call.shards[self.at];
         if let Some(result) = result {
             if let Ok(appended) = &result {
-                let first = appended.first_sequence;
-                let (shard, range) = &call.shards[self.at];
-                shard.hold(first);
-                *crate::store::lock(range) = Some((first, first + u64::from(appended.count)));
+                shard.hold(appended.first_sequence);
             }
-            *crate::store::lock(&call.results[self.at]) = Some(result);
+            *crate::store::lock(slot) = Some(result);
         }
         if call.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-            for (shard, range) in &call.shards {
-                match *crate::store::lock(range) {
-                    Some((first, end)) => shard.announce(Some(first), Some(end)),
-                    None => shard.announce(None, None),
+            for (shard, slot) in &call.shards {
+                match crate::store::lock(slot).as_ref() {
+                    Some(Ok(appended)) => {
+                        let (first, end) = range(appended);
+                        shard.announce(Some(first), Some(end));
+                    }
+                    _ => shard.announce(None, None),
                 }
             }
             if let Some(finished) = crate::store::lock(&call.finished).take() {
@@ -204,10 +209,6 @@ impl Store {
                 .iter()
                 .map(|(shard, _, _)| (shard.clone(), std::sync::Mutex::new(None)))
                 .collect(),
-            results: by_shard
-                .iter()
-                .map(|_| std::sync::Mutex::new(None))
-                .collect(),
             finished: std::sync::Mutex::new(Some(finished)),
         });
         let mut pending = Vec::with_capacity(by_shard.len());
@@ -232,7 +233,7 @@ impl Store {
         }
         for (at, shard, indexes, submitted) in pending {
             let result = match submitted {
-                Ok(()) => match crate::store::lock(&call.results[at]).take() {
+                Ok(()) => match crate::store::lock(&call.shards[at].1).take() {
                     Some(appended) => appended.map_err(StreamsError::from),
                     None => Err(StreamsError::Internal(
                         "the group commit dropped this append".into(),

@@ -470,25 +470,29 @@ impl Store {
         let next = std::sync::atomic::AtomicUsize::new(0);
         let results: Vec<Mutex<Option<Result<Arc<Shard>>>>> =
             jobs.iter().map(|_| Mutex::new(None)).collect();
-        let threads = OPEN_THREADS.min(jobs.len());
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| {
-                    loop {
-                        let job = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((at, shard, limiter)) = jobs.get(job) else {
-                            return;
-                        };
-                        let (dir, meta) = &streams[*at];
-                        let result = self.open_shard(dir, meta, shard, limiter.clone());
-                        if let Some(opened) = opened {
-                            opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        *lock(&results[job]) = Some(result);
-                    }
-                });
+        let work = || {
+            loop {
+                let job = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((at, shard, limiter)) = jobs.get(job) else {
+                    return;
+                };
+                let (dir, meta) = &streams[*at];
+                let result = self.open_shard(dir, meta, shard, limiter.clone());
+                if let Some(opened) = opened {
+                    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                *lock(&results[job]) = Some(result);
             }
-        });
+        };
+        match OPEN_THREADS.min(jobs.len()) {
+            // A stream of one shard (or none) opens on the calling thread.
+            0 | 1 => work(),
+            threads => std::thread::scope(|scope| {
+                for _ in 0..threads {
+                    scope.spawn(work);
+                }
+            }),
+        }
         let mut by_stream: Vec<Vec<Arc<Shard>>> = streams.iter().map(|_| Vec::new()).collect();
         for ((at, _, _), result) in jobs.iter().zip(results) {
             let result = result

@@ -261,7 +261,7 @@ fn commit(
         };
         match &written {
             Ok(()) => {
-                log.publish_journaled(writer);
+                log.publish(writer);
                 drop_results(staged);
             }
             Err(error) => {

@@ -10,7 +10,6 @@ use crate::io::{FileIo, Fs, OpenMode};
 
 /// Journal files end in this.
 pub(crate) const JOURNAL_SUFFIX: &str = ".jnl";
-pub(super) const LOCK_FILE: &str = "LOCK";
 
 /// `RHEOJNL\0`: the magic of a journal file's header.
 pub(crate) const JOURNAL_MAGIC: [u8; 8] = *b"RHEOJNL\0";

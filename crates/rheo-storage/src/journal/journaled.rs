@@ -55,8 +55,8 @@ impl ShardLog {
 
     /// The journal's commit thread: stamps this log's group, appends it to the journal record
     /// in `out` as one entry (head, `key`, frames) and writes the frames to the segment. The
-    /// writer advances, but nothing is published until [`ShardLog::publish_journaled`], after
-    /// the journal's sync. On failure `out` may hold a partial entry for the caller to cut.
+    /// writer advances, but nothing is published (`ShardLog::publish`) until the journal record
+    /// is written and synced as the policy asks. On failure `out` may hold a partial entry for the caller to cut.
     pub(crate) fn stage_journaled(
         &self,
         writer: &mut Writer,
@@ -85,12 +85,6 @@ impl ShardLog {
         self.advance(writer, stamped, group.len())
     }
 
-    /// The journal's commit thread, once the journal record holding this log's group is
-    /// written (and synced, as the policy asks): readers and waiters may see it.
-    pub(crate) fn publish_journaled(&self, writer: &Writer) {
-        self.publish(writer);
-    }
-
     /// Fails every append queued on this log with `error` (the journal takes no more).
     pub(crate) fn fail_queued(&self, error: &Error) {
         loop {
@@ -108,12 +102,7 @@ impl ShardLog {
     /// durable, without holding the writer lock during the fdatasync (the commit thread keeps
     /// committing meanwhile). Returns whether a sync ran.
     pub(crate) fn sync_for_checkpoint(&self) -> Result<bool> {
-        if self.is_poisoned() {
-            return Err(Error::Poisoned {
-                path: self.dir.clone(),
-                cause: lock(&self.poison_cause).clone().unwrap_or_default(),
-            });
-        }
+        self.check_poisoned()?;
         let (file, len, path) = {
             let writer = lock(&self.writer);
             if !writer.dirty() {

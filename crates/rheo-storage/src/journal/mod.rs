@@ -45,7 +45,7 @@ use checkpoint::{CheckpointQueue, run_checkpoints};
 use commit::{ActiveFile, run_commits};
 pub(crate) use file::JOURNAL_SUFFIX as JOURNAL_FILE_SUFFIX;
 pub(crate) use file::{EntryRef, patch_entry_head, push_entry_head};
-use file::{LOCK_FILE, journal_name, list_generations, read_journal_file};
+use file::{journal_name, list_generations, read_journal_file};
 pub(crate) use replay::replay_journal;
 pub(crate) use verify::verify_dir;
 
@@ -279,13 +279,7 @@ impl Journal {
             fs.sync_dir(parent)
                 .map_err(|error| Error::io("fsync directory", parent, error))?;
         }
-        let guard = fs.lock(&dir.join(LOCK_FILE)).map_err(|error| {
-            if error.kind() == std::io::ErrorKind::WouldBlock {
-                Error::Locked { path: dir.clone() }
-            } else {
-                Error::io("lock", dir.join(LOCK_FILE), error)
-            }
-        })?;
+        let guard = crate::recovery::lock_dir(&*fs, &dir)?;
         let generations = list_generations(&*fs, &dir)?;
         let mut replay: HashMap<String, Vec<EntryRef>> = HashMap::new();
         let mut entry_count = 0usize;
