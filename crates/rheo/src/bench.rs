@@ -47,8 +47,8 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     catch_up_consumers: usize,
     /// Before and after the run, measure the disk's floor for the same puts in this directory
-    /// (put it on the server's disk): one file per shard, written and fdatasynced at the same
-    /// call rate without the server. Reports its latency and the ratios of the put p99 to it.
+    /// (put it on the server's disk): one file standing for the node journal, each call's record
+    /// written and fdatasynced at the same call rate without the server. Reports its latency and the ratios of the put p99 to it.
     /// Needs `--rate`.
     #[arg(long, value_name = "DIR")]
     disk_floor: Option<std::path::PathBuf>,

@@ -67,8 +67,8 @@ pub(crate) struct BenchFanoutArgs {
     #[arg(long)]
     server_pid: Option<u32>,
     /// Before and after the run, measure the disk's floor for the same puts in this directory
-    /// (put it on the server's disk): one file per shard, written and fdatasynced at the same
-    /// call rate without the server. Reports its latency and the ratios of the put and delivery
+    /// (put it on the server's disk): one file standing for the node journal, each call's record
+    /// written and fdatasynced at the same call rate without the server. Reports its latency and the ratios of the put and delivery
     /// p99 to it.
     #[arg(long, value_name = "DIR")]
     disk_floor: Option<std::path::PathBuf>,
