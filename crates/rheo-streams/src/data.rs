@@ -101,9 +101,13 @@ impl ShareOfCall {
         let Some(call) = self.call.take() else {
             return;
         };
+        // A call of one shard needs no hold: it is announced the moment its append is done.
+        let spans_shards = call.shards.len() > 1;
         let (shard, slot) = &call.shards[self.at];
         if let Some(result) = result {
-            if let Ok(appended) = &result {
+            if let Ok(appended) = &result
+                && spans_shards
+            {
                 shard.hold(appended.first_sequence);
             }
             *crate::store::lock(slot) = Some(result);
@@ -113,7 +117,7 @@ impl ShareOfCall {
                 match crate::store::lock(slot).as_ref() {
                     Some(Ok(appended)) => {
                         let (first, end) = range(appended);
-                        shard.announce(Some(first), Some(end));
+                        shard.announce(spans_shards.then_some(first), Some(end));
                     }
                     _ => shard.announce(None, None),
                 }
