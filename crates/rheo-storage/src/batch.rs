@@ -36,8 +36,11 @@ pub struct Record {
     pub partition_key: Bytes,
     /// The explicit hash key, if the producer gave one.
     pub explicit_hash_key: Option<u128>,
-    /// The data blob. Reads of sealed segments share the memory map: no copy is made.
+    /// The data blob. Reads of sealed plaintext segments share the memory map: no copy is
+    /// made.
     pub data: Bytes,
+    /// The record was stored encrypted (and decrypted for this read).
+    pub encrypted: bool,
 }
 
 impl Record {
@@ -168,6 +171,7 @@ pub(crate) fn decode_into(
                 partition_key: body.slice(key_at..data_at),
                 explicit_hash_key,
                 data: body.slice(data_at..end),
+                encrypted: header.encrypted(),
             });
         }
         at = end;
@@ -225,6 +229,7 @@ mod tests {
             timestamp_ms: 99,
             count: batch.count,
             synced_len: 0,
+            flags: 0,
         }
     }
 

@@ -63,6 +63,10 @@ pub struct LogConfig {
     /// One group commit writes at most about this many bytes; appends beyond it wait for the
     /// next group. Default: 8 MiB.
     pub max_group_bytes: usize,
+    /// Encryption at rest: the keyring, this log's binding and the key new segments are
+    /// encrypted under. `None` (the default): no keyring, plaintext segments only (an encrypted
+    /// segment then reads as a key error).
+    pub encryption: Option<crate::crypto::Encryption>,
 }
 
 impl Default for LogConfig {
@@ -75,6 +79,7 @@ impl Default for LogConfig {
             retention: Duration::from_secs(24 * 3600),
             index_interval_bytes: 8 * 1024,
             max_group_bytes: 8 * 1024 * 1024,
+            encryption: None,
         }
     }
 }

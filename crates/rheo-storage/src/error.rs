@@ -48,6 +48,17 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// A segment's data key cannot be had: the keyring lacks its key-encryption key or version,
+    /// the key is disabled (for new segments), or the material does not unwrap it. The stored
+    /// bytes may be intact; nothing was written.
+    #[error("encryption key problem for {}: {fault}", path.display())]
+    Key {
+        /// The segment's key file.
+        path: PathBuf,
+        /// What is wrong with the key.
+        fault: crate::crypto::KeyFault,
+    },
+
     /// A file system operation failed.
     #[error("{op} {} failed: {source}", path.display())]
     Io {

@@ -4,8 +4,14 @@
 //! Checksums are CRC-32 (IEEE, `crc32fast`) seeded with the segment's base sequence number, so
 //! bytes left over from another segment can never validate in this one.
 
-/// Format version written into every file header.
+/// Format version written into every file header of a plaintext segment and every index.
 pub(crate) const FORMAT_VERSION: u16 = 1;
+/// Format version of an encrypted segment's header (its flags say so; see FORMAT.md).
+pub(crate) const ENCRYPTED_FORMAT_VERSION: u16 = 2;
+/// Segment header flag: the segment is encrypted and has a key file.
+pub(crate) const SEGMENT_FLAG_ENCRYPTED: u32 = 1;
+/// Batch header flag: the body is sealed with the segment's data key.
+pub(crate) const BATCH_FLAG_ENCRYPTED: u32 = 1;
 
 /// Magic at offset 0 of a segment (data) file.
 pub(crate) const SEGMENT_MAGIC: [u8; 8] = *b"RHEOSEG\0";
@@ -18,8 +24,8 @@ pub(crate) const FH_VERSION: usize = FH_MAGIC + 8;
 pub(crate) const FH_RESERVED: usize = FH_VERSION + 2;
 pub(crate) const FH_BASE_SEQ: usize = FH_RESERVED + 6;
 pub(crate) const FH_BASE_TS: usize = FH_BASE_SEQ + 8;
-pub(crate) const FH_RESERVED2: usize = FH_BASE_TS + 8;
-pub(crate) const FH_CRC: usize = FH_RESERVED2 + 4;
+pub(crate) const FH_FLAGS: usize = FH_BASE_TS + 8;
+pub(crate) const FH_CRC: usize = FH_FLAGS + 4;
 pub(crate) const FILE_HEADER_LEN: usize = FH_CRC + 4;
 
 // Batch header (48 bytes), followed by `body_len` bytes of records.
@@ -121,13 +127,21 @@ pub(crate) struct FileHeader {
     /// The log's newest arrival timestamp when the segment was created, so timestamps stay
     /// monotonic across restarts even when every record has been deleted.
     pub(crate) base_ts: i64,
+    /// An encrypted segment (version 2, flag set): its batches are sealed under the data key in
+    /// its key file. Always false for index files.
+    pub(crate) encrypted: bool,
 }
 
 impl FileHeader {
     pub(crate) fn encode(&self, magic: [u8; 8]) -> [u8; FILE_HEADER_LEN] {
         let mut buf = [0; FILE_HEADER_LEN];
         buf[FH_MAGIC..FH_MAGIC + 8].copy_from_slice(&magic);
-        put_u16(&mut buf, FH_VERSION, FORMAT_VERSION);
+        if self.encrypted {
+            put_u16(&mut buf, FH_VERSION, ENCRYPTED_FORMAT_VERSION);
+            put_u32(&mut buf, FH_FLAGS, SEGMENT_FLAG_ENCRYPTED);
+        } else {
+            put_u16(&mut buf, FH_VERSION, FORMAT_VERSION);
+        }
         put_u64(&mut buf, FH_BASE_SEQ, self.base_seq);
         put_i64(&mut buf, FH_BASE_TS, self.base_ts);
         let crc = seeded_crc(self.base_seq, &buf[..FH_CRC]);
@@ -146,18 +160,31 @@ impl FileHeader {
         if buf[FH_MAGIC..FH_MAGIC + 8] != magic {
             return Err("bad magic in file header".to_string());
         }
-        let header = FileHeader {
+        let mut header = FileHeader {
             base_seq: get_u64(buf, FH_BASE_SEQ),
             base_ts: get_i64(buf, FH_BASE_TS),
+            encrypted: false,
         };
         if get_u32(buf, FH_CRC) != seeded_crc(header.base_seq, &buf[..FH_CRC]) {
             return Err("file header checksum mismatch".to_string());
         }
         let version = get_u16(buf, FH_VERSION);
-        if version != FORMAT_VERSION {
-            return Err(format!(
-                "unsupported format version {version} (this build reads {FORMAT_VERSION})"
-            ));
+        let flags = get_u32(buf, FH_FLAGS);
+        match version {
+            FORMAT_VERSION if flags == 0 => {}
+            ENCRYPTED_FORMAT_VERSION
+                if magic == SEGMENT_MAGIC && flags == SEGMENT_FLAG_ENCRYPTED =>
+            {
+                header.encrypted = true;
+            }
+            FORMAT_VERSION | ENCRYPTED_FORMAT_VERSION => {
+                return Err(format!("unknown file header flags {flags:#x}"));
+            }
+            _ => {
+                return Err(format!(
+                    "unsupported format version {version} (this build reads {FORMAT_VERSION} and {ENCRYPTED_FORMAT_VERSION})"
+                ));
+            }
         }
         Ok(header)
     }
@@ -174,12 +201,19 @@ pub(crate) struct BatchHeader {
     /// Length of the segment file that was durable when this batch was written. Recovery uses it
     /// to tell a torn tail (nothing durable is lost) from corruption (a durable batch is bad).
     pub(crate) synced_len: u64,
+    /// [`BATCH_FLAG_ENCRYPTED`] or zero.
+    pub(crate) flags: u32,
 }
 
 impl BatchHeader {
     /// Total bytes the batch occupies on disk.
     pub(crate) fn total_len(&self) -> u64 {
         BATCH_HEADER_LEN as u64 + u64::from(self.body_len)
+    }
+
+    /// True if the body is sealed with the segment's data key.
+    pub(crate) fn encrypted(&self) -> bool {
+        self.flags & BATCH_FLAG_ENCRYPTED != 0
     }
 
     /// Sequence number one past the batch's last record.
@@ -195,6 +229,7 @@ impl BatchHeader {
         put_u64(&mut buf, BH_BASE_SEQ, self.base_seq);
         put_i64(&mut buf, BH_TIMESTAMP, self.timestamp_ms);
         put_u32(&mut buf, BH_COUNT, self.count);
+        put_u32(&mut buf, BH_FLAGS, self.flags);
         put_u64(&mut buf, BH_SYNCED_LEN, self.synced_len);
         let crc = seeded_crc(segment_base, &buf[BH_CRC_COVERS_FROM..]);
         put_u32(&mut buf, BH_HEADER_CRC, crc);
@@ -220,11 +255,12 @@ impl BatchHeader {
             timestamp_ms: get_i64(buf, BH_TIMESTAMP),
             count: get_u32(buf, BH_COUNT),
             synced_len: get_u64(buf, BH_SYNCED_LEN),
+            flags: get_u32(buf, BH_FLAGS),
         };
         if header.count == 0 {
             return Err("batch holds no records".to_string());
         }
-        if get_u32(buf, BH_FLAGS) != 0 {
+        if header.flags & !BATCH_FLAG_ENCRYPTED != 0 {
             return Err("unknown batch flags".to_string());
         }
         Ok(header)
@@ -333,20 +369,28 @@ mod tests {
 
     #[test]
     fn file_header_round_trips_and_rejects_damage() {
-        let header = FileHeader {
-            base_seq: 42,
-            base_ts: 1_700_000_000_000,
-        };
-        let bytes = header.encode(SEGMENT_MAGIC);
-        assert_eq!(FileHeader::decode(&bytes, SEGMENT_MAGIC), Ok(header));
-        assert!(FileHeader::decode(&bytes, INDEX_MAGIC).is_err());
-        for at in 0..FILE_HEADER_LEN {
-            let mut damaged = bytes;
-            damaged[at] ^= 1;
-            assert!(
-                FileHeader::decode(&damaged, SEGMENT_MAGIC).is_err(),
-                "byte {at}"
+        for encrypted in [false, true] {
+            let header = FileHeader {
+                base_seq: 42,
+                base_ts: 1_700_000_000_000,
+                encrypted,
+            };
+            let bytes = header.encode(SEGMENT_MAGIC);
+            assert_eq!(FileHeader::decode(&bytes, SEGMENT_MAGIC), Ok(header));
+            assert_eq!(
+                get_u16(&bytes, FH_VERSION),
+                if encrypted { 2 } else { 1 },
+                "a plaintext segment keeps version 1, so earlier builds still read it"
             );
+            assert!(FileHeader::decode(&bytes, INDEX_MAGIC).is_err());
+            for at in 0..FILE_HEADER_LEN {
+                let mut damaged = bytes;
+                damaged[at] ^= 1;
+                assert!(
+                    FileHeader::decode(&damaged, SEGMENT_MAGIC).is_err(),
+                    "byte {at}"
+                );
+            }
         }
     }
 
@@ -359,6 +403,7 @@ mod tests {
             timestamp_ms: 5,
             count: 3,
             synced_len: 40,
+            flags: BATCH_FLAG_ENCRYPTED,
         };
         let bytes = header.encode(10);
         assert_eq!(BatchHeader::decode(&bytes, 10), Ok(header));
@@ -378,6 +423,7 @@ mod tests {
         let mut file = FileHeader {
             base_seq: 0,
             base_ts: 0,
+            encrypted: false,
         }
         .encode(INDEX_MAGIC)
         .to_vec();

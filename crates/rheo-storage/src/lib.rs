@@ -8,13 +8,15 @@
 //! thread syncs the segments later and recycles the journal. Reads start from a [`Position`] and are bounded by a
 //! record count and a byte budget. Retention deletes whole sealed segments and hides older
 //! records exactly. Recovery truncates a torn tail and reports corruption instead of skipping
-//! it. The byte layout and the crash cases are in `FORMAT.md`.
+//! it. A log opened with a keyring encrypts its segments (per-segment data keys wrapped by the
+//! operator's key-encryption keys, AES-256-GCM; see [`Encryption`]). The byte layout and the
+//! crash cases are in `FORMAT.md`.
 //!
 //! Layers, each knowing only those below it: `io` (the file-system trait) -> `format` (bytes)
-//! -> `batch` (records) -> `segment` (files) -> `scan`/`recovery` -> `log` and `read` (the
+//! -> `batch` (records) and `crypto` (data keys, key files, sealing) -> `segment` (files) -> `scan`/`recovery` -> `log` and `read` (the
 //! public [`ShardLog`]) -> `journal` (the node's commit and checkpoint threads, which drive
-//! journaled logs through `log`'s stage/publish steps; `recovery` replays its entries) ->
-//! `verify`.
+//! journaled logs through `log`'s stage/publish steps; `recovery` replays its entries), `keys`
+//! (a log's encryption target, rekeying, rewrap) -> `verify`.
 //!
 //! The crate is synchronous: no async runtime. `unsafe` lives only in the `mmap` module.
 
@@ -22,10 +24,12 @@ mod batch;
 mod clock;
 mod commit;
 mod config;
+mod crypto;
 mod error;
 mod format;
 pub mod io;
 mod journal;
+mod keys;
 mod log;
 mod metrics;
 mod mmap;
@@ -47,12 +51,14 @@ pub use config::{
     Durability, LogConfig, MAX_BATCH_BYTES, MAX_PARTITION_KEY_BYTES, MAX_RECORD_BYTES_CEILING,
     MAX_RETENTION, MIN_RETENTION,
 };
+pub use crypto::{Encryption, KEY_LEN, KeyFault, KeyMaterial, KeyProvider};
 pub use error::{Error, Result};
 pub use journal::{Journal, JournalConfig, JournalStats, MAX_JOURNAL_KEY_BYTES};
+pub use keys::KeyUsage;
 pub use log::{LogStats, Maintenance, ShardLog};
 pub use metrics::{
     GROUP_APPENDS_BOUNDS, HistogramSnapshot, JOURNAL_COMMIT_LOGS_BOUNDS, LogMetrics,
     SYNC_SECONDS_BOUNDS,
 };
 pub use read::{Position, ReadOutcome, Tip};
-pub use verify::{Finding, LogReport, Severity, VerifyReport, verify_tree};
+pub use verify::{Finding, LogReport, Severity, VerifyReport, verify_tree, verify_tree_with_keys};

@@ -18,8 +18,8 @@ use crate::commit::{Appended, Callback, CommitQueue, LeaderTurn, PendingAppend, 
 use crate::config::{Durability, LogConfig};
 use crate::error::{Error, Result};
 use crate::format::{
-    BATCH_HEADER_LEN, BatchHeader, FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC,
-    IndexEntry, SEGMENT_MAGIC, SealFooter, seeded_hasher,
+    BATCH_FLAG_ENCRYPTED, BATCH_HEADER_LEN, BatchHeader, FILE_HEADER_LEN, FileHeader,
+    INDEX_ENTRY_LEN, INDEX_MAGIC, IndexEntry, SEGMENT_MAGIC, SealFooter, seeded_crc, seeded_hasher,
 };
 use crate::io::{FileIo, Fs, LockGuard, OpenMode};
 use crate::segment::{
@@ -126,6 +126,9 @@ pub struct ShardLog {
     /// Set for a log opened with [`ShardLog::open_journaled`]: its commits go through the
     /// node journal.
     pub(crate) journal: Option<crate::journal::Link>,
+    /// The key-encryption key new segments are encrypted under (`None`: plaintext). The next
+    /// commit starts a new segment when the active one does not match it.
+    pub(crate) key_target: Mutex<Option<String>>,
     pub(crate) _lock: Box<dyn LockGuard>,
 }
 
@@ -393,6 +396,9 @@ impl ShardLog {
         out: &mut Vec<u8>,
     ) -> Result<Stamped> {
         let group_bytes: u64 = group.iter().map(|p| p.batch.frame.len() as u64).sum();
+        if !self.key_matches(writer) {
+            self.rekey(writer)?;
+        }
         let now = self.clock.now_ms();
         let age_due = writer.active_first_ts.is_some_and(|first| {
             now.saturating_sub(first) >= self.config.segment_max_age.as_millis() as i64
@@ -400,9 +406,10 @@ impl ShardLog {
         let size_due = writer.len > FILE_HEADER_LEN as u64
             && writer.len + group_bytes > self.config.segment_max_bytes;
         if age_due || size_due {
-            self.roll(writer).inspect_err(|error| self.poison(error))?;
+            self.roll(writer)?;
             self.enforce_retention_locked(writer);
         }
+        let key = writer.active.key.as_ref().and_then(|slot| slot.loaded());
 
         let timestamp_ms = now.max(writer.last_ts);
         let segment_base = writer.active.base_seq;
@@ -413,19 +420,41 @@ impl ShardLog {
         let mut entries = Vec::new();
         let frames_at = out.len();
         for pending in group.iter_mut() {
-            let batch = &mut pending.batch;
-            let body_len = (batch.frame.len() - BATCH_HEADER_LEN) as u32;
-            let mut body_crc = seeded_hasher(segment_base);
-            body_crc.combine(&batch.body_crc);
+            let batch = &pending.batch;
+            let header_at = out.len();
+            let body_at = header_at + BATCH_HEADER_LEN;
+            out.extend_from_slice(&batch.frame);
+            let (body_crc, flags) = match &key {
+                None => {
+                    let mut body_crc = seeded_hasher(segment_base);
+                    body_crc.combine(&batch.body_crc);
+                    (body_crc.finalize(), 0)
+                }
+                Some(key) => {
+                    key.seal(
+                        segment_base,
+                        next_seq,
+                        timestamp_ms,
+                        batch.count,
+                        out,
+                        body_at,
+                    );
+                    (
+                        seeded_crc(segment_base, &out[body_at..]),
+                        BATCH_FLAG_ENCRYPTED,
+                    )
+                }
+            };
             let header = BatchHeader {
-                body_crc: body_crc.finalize(),
-                body_len,
+                body_crc,
+                body_len: (out.len() - body_at) as u32,
                 base_seq: next_seq,
                 timestamp_ms,
                 count: batch.count,
                 synced_len: writer.synced_len,
+                flags,
             };
-            batch.frame[..BATCH_HEADER_LEN].copy_from_slice(&header.encode(segment_base));
+            out[header_at..body_at].copy_from_slice(&header.encode(segment_base));
             let index_due = writer
                 .last_indexed
                 .is_none_or(|last| position - last >= self.config.index_interval_bytes);
@@ -442,8 +471,7 @@ impl ShardLog {
                 count: batch.count,
                 timestamp_ms,
             });
-            out.extend_from_slice(&batch.frame);
-            position += batch.frame.len() as u64;
+            position += (out.len() - header_at) as u64;
             next_seq += u64::from(batch.count);
         }
         Ok(Stamped {
@@ -531,12 +559,100 @@ impl ShardLog {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one. See FORMAT.md, "Rolling a segment".
+    /// True if the active segment may take the next batch as the encryption target asks:
+    /// plaintext for no key, else encrypted under that key with a data key made by this
+    /// process.
+    fn key_matches(&self, writer: &Writer) -> bool {
+        let target = lock(&self.key_target);
+        match (
+            &*target,
+            writer.active.key.as_ref().map(|slot| slot.loaded()),
+        ) {
+            (None, None) => true,
+            (Some(id), Some(Some(key))) => key.fresh && key.key_id == *id,
+            _ => false,
+        }
+    }
+
+    /// A fresh data key for segment `base_seq` under the target key, or `None` for plaintext.
+    /// Asks only the keyring: a refusal is an [`Error::Key`] and nothing is written.
+    fn prepare_target_key(&self, base_seq: u64) -> Result<Option<crate::crypto::PreparedKey>> {
+        let Some(key_id) = lock(&self.key_target).clone() else {
+            return Ok(None);
+        };
+        let Some(encryption) = &self.config.encryption else {
+            return Err(Error::InvalidArgument(
+                "the log has no keyring to encrypt with".into(),
+            ));
+        };
+        crate::crypto::prepare_key(&self.dir, encryption, &key_id, base_seq).map(Some)
+    }
+
+    /// Starts a segment that matches the encryption target: seals the active one if it holds
+    /// records, else recreates it in place (an empty segment has no batch under its old key).
+    pub(crate) fn rekey(&self, writer: &mut Writer) -> Result<()> {
+        if writer.active_first_ts.is_some() {
+            return self.roll(writer);
+        }
+        let base = writer.active.base_seq;
+        let prepared = self.prepare_target_key(base)?;
+        let plaintext = prepared.is_none();
+        let created = create_segment(
+            &self.fs,
+            &self.dir,
+            base,
+            writer.active.base_ts,
+            prepared,
+            self.config.encryption.as_ref(),
+        )
+        .inspect_err(|error| self.poison(error))?;
+        if plaintext {
+            let path = self.dir.join(crate::crypto::key_name(base));
+            match self.fs.remove_file(&path) {
+                Ok(()) => self
+                    .fs
+                    .sync_dir(&self.dir)
+                    .map_err(|error| Error::io("fsync directory", &self.dir, error))
+                    .inspect_err(|error| self.poison(error))?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    let error = Error::io("remove", path, error);
+                    self.poison(&error);
+                    return Err(error);
+                }
+            }
+        }
+        writer.file = created.file;
+        writer.index_file = created.index_file;
+        writer.index_file_len = FILE_HEADER_LEN as u64;
+        writer.active = created.segment;
+        writer.len = FILE_HEADER_LEN as u64;
+        writer.synced_len = FILE_HEADER_LEN as u64;
+        writer.last_indexed = None;
+        self.publish(writer);
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one (encrypted as the target asks). See
+    /// FORMAT.md, "Rolling a segment". A keyring refusal fails before anything is written and
+    /// leaves the log as it was; an I/O failure poisons it.
     pub(crate) fn roll(&self, writer: &mut Writer) -> Result<()> {
         let active = writer.active.clone();
         let Some(first_ts) = writer.active_first_ts else {
             return Ok(());
         };
+        let prepared = self.prepare_target_key(writer.next_seq)?;
+        self.roll_with(writer, active, first_ts, prepared)
+            .inspect_err(|error| self.poison(error))
+    }
+
+    fn roll_with(
+        &self,
+        writer: &mut Writer,
+        active: Arc<ActiveSegment>,
+        first_ts: i64,
+        prepared: Option<crate::crypto::PreparedKey>,
+    ) -> Result<()> {
         // 1. The data must be durable before an index claims it is sealed.
         if writer.dirty() {
             self.sync_writer(writer)?;
@@ -553,6 +669,7 @@ impl ShardLog {
         let header = FileHeader {
             base_seq: active.base_seq,
             base_ts: active.base_ts,
+            encrypted: false,
         };
         let index_bytes = encode_sealed_index(header, &entries, footer);
         crate::io::write_atomically(
@@ -562,7 +679,14 @@ impl ShardLog {
             &index_bytes,
         )?;
         // 3. The next segment, created durably.
-        let new_active = create_segment(&*self.fs, &self.dir, writer.next_seq, writer.last_ts)?;
+        let new_active = create_segment(
+            &self.fs,
+            &self.dir,
+            writer.next_seq,
+            writer.last_ts,
+            prepared,
+            self.config.encryption.as_ref(),
+        )?;
         // 4. Swap in memory.
         let data = self
             .fs
@@ -574,6 +698,7 @@ impl ShardLog {
             data,
             bytes::Bytes::from(index_bytes),
             footer,
+            active.key.clone(),
         );
         let mut list = Vec::with_capacity(writer.sealed.len() + 1);
         list.extend(writer.sealed.iter().cloned());
@@ -617,7 +742,13 @@ impl ShardLog {
         writer.sealed = Arc::new(kept.to_vec());
         self.publish(writer);
         for segment in &gone {
-            for name in [segment_name(segment.base_seq), index_name(segment.base_seq)] {
+            // The key file goes last: deleting it shreds whatever copy of the segment exists.
+            let key = segment
+                .key
+                .as_ref()
+                .map(|_| crate::crypto::key_name(segment.base_seq));
+            let names = [segment_name(segment.base_seq), index_name(segment.base_seq)];
+            for name in names.into_iter().chain(key) {
                 let path = self.dir.join(name);
                 if let Err(error) = self.fs.remove_file(&path) {
                     tracing::warn!(path = %path.display(), %error, "retention could not delete file");
@@ -651,9 +782,15 @@ impl ShardLog {
         if writer.active_first_ts.is_some_and(|first| {
             now.saturating_sub(first) >= self.config.segment_max_age.as_millis() as i64
         }) {
-            self.roll(&mut writer)
-                .inspect_err(|error| self.poison(error))?;
-            report.rolled = true;
+            match self.roll(&mut writer) {
+                Ok(()) => report.rolled = true,
+                // The keyring refuses the target key: keep writing the active segment (its data
+                // key is still good) and try again at the next pass.
+                Err(Error::Key { path, fault }) => {
+                    tracing::warn!(dir = %self.dir.display(), path = %path.display(), %fault, "segment not rolled: no key for the next one");
+                }
+                Err(error) => return Err(error),
+            }
         }
         report.segments_deleted = self.enforce_retention_locked(&mut writer);
         Ok(report)
@@ -674,7 +811,6 @@ impl ShardLog {
         self.check_poisoned()?;
         let mut writer = lock(&self.writer);
         self.roll(&mut writer)
-            .inspect_err(|error| self.poison(error))
     }
 
     /// Size and shape of the log.
@@ -736,13 +872,24 @@ pub(crate) struct NewSegment {
 }
 
 /// Creates `base_seq`'s segment and index files: header written and synced, directory synced.
+/// With a `key`, its key file is written (atomically) first and the segment is encrypted.
 pub(crate) fn create_segment(
-    fs: &dyn Fs,
+    fs: &Arc<dyn Fs>,
     dir: &Path,
     base_seq: u64,
     base_ts: i64,
+    key: Option<crate::crypto::PreparedKey>,
+    encryption: Option<&crate::crypto::Encryption>,
 ) -> Result<NewSegment> {
-    let header = FileHeader { base_seq, base_ts };
+    let key = match key {
+        Some(prepared) => Some(prepared.write(&**fs, dir)?),
+        None => None,
+    };
+    let header = FileHeader {
+        base_seq,
+        base_ts,
+        encrypted: key.is_some(),
+    };
     let path = dir.join(segment_name(base_seq));
     let file: Arc<dyn FileIo> = fs
         .open(&path, OpenMode::CreateTruncate)
@@ -756,8 +903,12 @@ pub(crate) fn create_segment(
     let index_file = fs
         .open(&index_path, OpenMode::CreateTruncate)
         .map_err(|error| Error::io("create", &index_path, error))?;
+    let index_header = FileHeader {
+        encrypted: false,
+        ..header
+    };
     index_file
-        .write_all_at(&header.encode(INDEX_MAGIC), 0)
+        .write_all_at(&index_header.encode(INDEX_MAGIC), 0)
         .map_err(|error| Error::io("write", &index_path, error))?;
     fs.sync_dir(dir)
         .map_err(|error| Error::io("fsync directory", dir, error))?;
@@ -768,6 +919,15 @@ pub(crate) fn create_segment(
             path,
             source: Source::File(file.clone()),
             entries: Default::default(),
+            key: key.map(|key| {
+                Arc::new(crate::crypto::KeySlot::new(
+                    fs.clone(),
+                    dir,
+                    base_seq,
+                    encryption,
+                    Some(key),
+                ))
+            }),
         }),
         file,
         index_file,
@@ -801,5 +961,9 @@ pub(crate) fn replicate(error: &Error) -> Error {
         Error::Locked { path } => Error::Locked { path: path.clone() },
         Error::Closed { path } => Error::Closed { path: path.clone() },
         Error::InvalidArgument(message) => Error::InvalidArgument(message.clone()),
+        Error::Key { path, fault } => Error::Key {
+            path: path.clone(),
+            fault: fault.clone(),
+        },
     }
 }

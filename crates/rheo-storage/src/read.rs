@@ -8,10 +8,12 @@
 use std::sync::atomic::Ordering;
 
 use crate::batch::{self, ReadBudget, Record};
+use crate::crypto::KeySlot;
 use crate::error::{Error, Result};
-use crate::format::FILE_HEADER_LEN;
+use crate::format::{BatchHeader, FILE_HEADER_LEN};
 use crate::log::{ShardLog, View, read_lock};
 use crate::segment::{BatchReader, IndexView, Source, TimeLookup};
+use bytes::Bytes;
 
 /// Where to start reading, in the terms of Kinesis's shard iterator types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,11 +60,36 @@ struct SegmentRef<'a> {
     path: &'a std::path::Path,
     sealed_index: Option<IndexView<'a>>,
     view: &'a View,
+    key: Option<&'a KeySlot>,
 }
 
 impl SegmentRef<'_> {
     fn reader(&self) -> BatchReader<'_> {
         BatchReader::new(self.source, self.path, self.base_seq, self.end)
+            .encrypted(self.key.is_some())
+    }
+
+    /// The records' body of a checked batch: decrypted if the segment is encrypted.
+    fn plaintext(&self, position: u64, header: &BatchHeader, body: Bytes) -> Result<Bytes> {
+        let Some(slot) = self.key else {
+            return Ok(body);
+        };
+        let key = slot.get()?;
+        key.open(
+            self.base_seq,
+            header.base_seq,
+            header.timestamp_ms,
+            header.count,
+            &body,
+        )
+        .map(Bytes::from)
+        .ok_or_else(|| {
+            Error::corruption(
+                self.path,
+                position,
+                "encrypted batch fails authentication: altered, or copied from another place",
+            )
+        })
     }
 
     fn position_for_seq(&self, seq: u64) -> u64 {
@@ -101,6 +128,7 @@ impl View {
                 path: &sealed.path,
                 sealed_index: Some(sealed.index()),
                 view: self,
+                key: sealed.key.as_deref(),
             },
             None => SegmentRef {
                 base_seq: self.active.base_seq,
@@ -110,6 +138,7 @@ impl View {
                 path: &self.active.path,
                 sealed_index: None,
                 view: self,
+                key: self.active.key.as_deref(),
             },
         }
     }
@@ -304,6 +333,7 @@ fn read_into(
             expected_base = Some(header.next_seq());
             if header.next_seq() > *seq {
                 let (header, body) = reader.batch(position)?;
+                let body = segment.plaintext(position, &header, body)?;
                 *seq = batch::decode_into(&header, &body, *seq, budget, out)
                     .map_err(|reason| Error::corruption(segment.path, position, reason))?;
                 if *seq < header.next_seq() {

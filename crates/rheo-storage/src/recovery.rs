@@ -17,6 +17,7 @@ use bytes::Bytes;
 use crate::clock::Clock;
 use crate::commit::CommitQueue;
 use crate::config::LogConfig;
+use crate::crypto::{KEY_SUFFIX, KeySlot, key_name};
 use crate::error::{Error, Result};
 use crate::format::{FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC, IndexEntry};
 use crate::io::{self, FileIo, Fs, OpenMode};
@@ -83,10 +84,10 @@ pub(crate) fn open(
     let mut replayed = 0;
     let mut sealed: Vec<Arc<SealedSegment>> = Vec::new();
     let writer = match bases.split_last() {
-        None => fresh_writer(&*fs, &dir, first_sequence, 0, sealed.clone())?,
+        None => fresh_writer(&fs, &dir, first_sequence, 0, sealed.clone())?,
         Some((&last, older)) => {
             for &base in older {
-                let segment = load_sealed(&*fs, &dir, base, &config)?;
+                let segment = load_sealed(&fs, &dir, base, &config)?;
                 check_continuity(&sealed, &segment)?;
                 sealed.push(Arc::new(segment));
             }
@@ -98,11 +99,11 @@ pub(crate) fn open(
             match segment::load_sealed_index(&*fs, &dir, last, last_len) {
                 Ok((index, footer)) => {
                     // Crashed after sealing, before the next segment was durably created.
-                    let segment = map_sealed(&*fs, &dir, last, index, footer)?;
+                    let segment = map_sealed(&fs, &dir, last, index, footer, &config)?;
                     check_continuity(&sealed, &segment)?;
                     let (next_seq, last_ts) = (segment.next_seq, segment.last_ts);
                     sealed.push(Arc::new(segment));
-                    fresh_writer(&*fs, &dir, next_seq, last_ts, sealed.clone())?
+                    fresh_writer(&fs, &dir, next_seq, last_ts, sealed.clone())?
                 }
                 Err(_) => {
                     let previous = sealed.last().map(|s| (s.next_seq, s.last_ts));
@@ -116,7 +117,7 @@ pub(crate) fn open(
                         replay: &replay,
                     };
                     let (writer, applied) =
-                        recover_active(&*fs, &dir, active, &config, sealed.clone())?;
+                        recover_active(&fs, &dir, active, &config, sealed.clone())?;
                     replayed = applied;
                     writer
                 }
@@ -140,7 +141,11 @@ pub(crate) fn open(
         .first()
         .map_or(writer.active.base_seq, |segment| segment.base_seq);
     let view = Arc::new(writer.view());
-    Ok(ShardLog {
+    let key_target = config
+        .encryption
+        .as_ref()
+        .and_then(|encryption| encryption.key_id.clone());
+    let log = ShardLog {
         dir,
         fs,
         clock,
@@ -156,8 +161,11 @@ pub(crate) fn open(
         poison_cause: Mutex::new(None),
         recorder: crate::metrics::Recorder::default(),
         journal,
+        key_target: Mutex::new(key_target),
         _lock: lock,
-    })
+    };
+    log.refresh_key_at_open()?;
+    Ok(log)
 }
 
 /// Takes `dir/LOCK` (a log's, or the journal's): `Locked` if another open holds it.
@@ -173,14 +181,15 @@ pub(crate) fn lock_dir(fs: &dyn Fs, dir: &Path) -> Result<Box<dyn crate::io::Loc
     })
 }
 
-/// Deletes temporary files and index files whose segment is gone (a crash between the two
-/// unlinks of retention).
+/// Deletes temporary files, and index and key files whose segment is gone (a crash between
+/// the unlinks of retention, or before a new segment was created after its key file).
 fn remove_leftovers(fs: &dyn Fs, dir: &Path, names: &[String], bases: &[u64]) -> Result<()> {
     let mut removed = false;
     for name in names {
-        let orphan_index =
-            parse_base(name, INDEX_SUFFIX).is_some_and(|base| !bases.contains(&base));
-        if name.ends_with(TMP_SUFFIX) || orphan_index {
+        let orphan = [INDEX_SUFFIX, KEY_SUFFIX]
+            .iter()
+            .any(|suffix| parse_base(name, suffix).is_some_and(|base| !bases.contains(&base)));
+        if name.ends_with(TMP_SUFFIX) || orphan {
             let path = dir.join(name);
             fs.remove_file(&path)
                 .map_err(|error| Error::io("remove", &path, error))?;
@@ -192,6 +201,19 @@ fn remove_leftovers(fs: &dyn Fs, dir: &Path, names: &[String], bases: &[u64]) ->
             .map_err(|error| Error::io("fsync directory", dir, error))?;
     }
     Ok(())
+}
+
+/// A plaintext segment's key file is left from a crash while an empty segment was recreated
+/// without encryption: it keys nothing.
+fn remove_stale_key_file(fs: &dyn Fs, dir: &Path, base: u64) -> Result<()> {
+    let path = dir.join(key_name(base));
+    match fs.remove_file(&path) {
+        Ok(()) => fs
+            .sync_dir(dir)
+            .map_err(|error| Error::io("fsync directory", dir, error)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(Error::io("remove", &path, error)),
+    }
 }
 
 fn check_continuity(sealed: &[Arc<SealedSegment>], next: &SealedSegment) -> Result<()> {
@@ -208,12 +230,32 @@ fn check_continuity(sealed: &[Arc<SealedSegment>], next: &SealedSegment) -> Resu
     }
 }
 
+/// The key slot of a segment whose header says it is encrypted (unwrapped on first read).
+fn key_slot(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    base: u64,
+    header: &FileHeader,
+    config: &LogConfig,
+) -> Option<Arc<KeySlot>> {
+    header.encrypted.then(|| {
+        Arc::new(KeySlot::new(
+            fs.clone(),
+            dir,
+            base,
+            config.encryption.as_ref(),
+            None,
+        ))
+    })
+}
+
 fn map_sealed(
-    fs: &dyn Fs,
+    fs: &Arc<dyn Fs>,
     dir: &Path,
     base: u64,
     index: Bytes,
     footer: crate::format::SealFooter,
+    config: &LogConfig,
 ) -> Result<SealedSegment> {
     let path = dir.join(segment_name(base));
     let data = fs
@@ -231,25 +273,32 @@ fn map_sealed(
             ),
         ));
     }
-    Ok(SealedSegment::new(path, base, data, index, footer))
+    let key = key_slot(fs, dir, base, &header, config);
+    Ok(SealedSegment::new(path, base, data, index, footer, key))
 }
 
 /// Loads a segment that is not the last: through its sealed index if that checks out, else by
 /// a full scan that rebuilds the index. Such a segment was fully synced before its successor
 /// was created, so any bad batch in it is corruption.
-fn load_sealed(fs: &dyn Fs, dir: &Path, base: u64, config: &LogConfig) -> Result<SealedSegment> {
+fn load_sealed(
+    fs: &Arc<dyn Fs>,
+    dir: &Path,
+    base: u64,
+    config: &LogConfig,
+) -> Result<SealedSegment> {
     let path = dir.join(segment_name(base));
     let data = fs
         .map_sealed(&path)
         .map_err(|error| Error::io("map", &path, error))?;
-    match segment::load_sealed_index(fs, dir, base, data.len() as u64) {
-        Ok((index, footer)) => map_sealed(fs, dir, base, index, footer),
+    match segment::load_sealed_index(&**fs, dir, base, data.len() as u64) {
+        Ok((index, footer)) => map_sealed(fs, dir, base, index, footer, config),
         Err(reason) => {
             tracing::warn!(path = %path.display(), %reason, "rebuilding sealed index from the segment");
             let header = FileHeader::decode(&data, crate::format::SEGMENT_MAGIC)
                 .map_err(|reason| Error::corruption(&path, 0, reason))?;
             let source = Source::Mapped(data.clone());
-            let mut reader = BatchReader::new(&source, &path, base, data.len() as u64);
+            let mut reader = BatchReader::new(&source, &path, base, data.len() as u64)
+                .encrypted(header.encrypted);
             let mut state = ScanState::new(FILE_HEADER_LEN as u64, base, header.base_ts);
             scan::scan(&mut reader, &mut state, config.index_interval_bytes, &path)?;
             let Some(first_ts) = state.first_ts else {
@@ -266,27 +315,33 @@ fn load_sealed(fs: &dyn Fs, dir: &Path, base: u64, config: &LogConfig) -> Result
                 first_ts,
                 last_ts: state.last_ts,
             };
-            let index = encode_sealed_index(header, &state.entries, footer);
-            crate::io::write_atomically(fs, dir, &index_name(base), &index)?;
+            let index_header = FileHeader {
+                encrypted: false,
+                ..header
+            };
+            let index = encode_sealed_index(index_header, &state.entries, footer);
+            crate::io::write_atomically(&**fs, dir, &index_name(base), &index)?;
+            let key = key_slot(fs, dir, base, &header, config);
             Ok(SealedSegment::new(
                 path,
                 base,
                 data,
                 Bytes::from(index),
                 footer,
+                key,
             ))
         }
     }
 }
 
 fn fresh_writer(
-    fs: &dyn Fs,
+    fs: &Arc<dyn Fs>,
     dir: &Path,
     base: u64,
     base_ts: i64,
     sealed: Vec<Arc<SealedSegment>>,
 ) -> Result<Writer> {
-    let created = create_segment(fs, dir, base, base_ts)?;
+    let created = create_segment(fs, dir, base, base_ts, None, None)?;
     Ok(Writer {
         file: created.file,
         index_file: created.index_file,
@@ -346,7 +401,7 @@ struct Active<'a> {
 
 /// Recovers the active segment; returns its writer and how many journal entries it replayed.
 fn recover_active(
-    fs: &dyn Fs,
+    fs: &Arc<dyn Fs>,
     dir: &Path,
     active: Active<'_>,
     config: &LogConfig,
@@ -402,11 +457,15 @@ fn recover_active(
         ));
     }
 
+    if !header.encrypted {
+        remove_stale_key_file(&**fs, dir, base)?;
+    }
+
     // The last index entry that points at an intact batch header tells how much was durable
     // when that batch was written; the full check starts from the entry at or before it.
     let source = Source::File(file.clone());
-    let mut reader = BatchReader::new(&source, &path, base, len);
-    let mut entries = load_active_index(fs, dir, base, len);
+    let mut reader = BatchReader::new(&source, &path, base, len).encrypted(header.encrypted);
+    let mut entries = load_active_index(&**fs, dir, base, len);
     let mut synced_len = FILE_HEADER_LEN as u64;
     while let Some(entry) = entries.last() {
         match reader.header(entry.position) {
@@ -462,7 +521,15 @@ fn recover_active(
         file.set_len(bad_at)
             .map_err(|error| Error::io("truncate", &path, error))?;
     }
-    let replayed = replay_journal(&*file, &source, &path, base, &mut state, replay, config)?;
+    let replayed = replay_journal(
+        &*file,
+        &source,
+        &path,
+        (base, header.encrypted),
+        &mut state,
+        replay,
+        config,
+    )?;
     let len = state.position;
     // Whatever survived may sit only in the page cache (a process crash): make it durable
     // before later batch headers claim it is.
@@ -473,13 +540,14 @@ fn recover_active(
     let mut index_bytes = FileHeader {
         base_seq: base,
         base_ts: header.base_ts,
+        encrypted: false,
     }
     .encode(INDEX_MAGIC)
     .to_vec();
     for entry in &state.entries {
         index_bytes.extend_from_slice(&entry.encode());
     }
-    crate::io::write_atomically(fs, dir, &index_name(base), &index_bytes)?;
+    crate::io::write_atomically(&**fs, dir, &index_name(base), &index_bytes)?;
     let index_path = dir.join(index_name(base));
     let index_file = fs
         .open(&index_path, OpenMode::ReadWrite)
@@ -496,6 +564,7 @@ fn recover_active(
             path,
             source,
             entries: RwLock::new(state.entries.clone()),
+            key: key_slot(fs, dir, base, &header, config),
         }),
         sealed: Arc::new(sealed),
         len,

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 
+use crate::crypto::KeySlot;
 use crate::error::{Error, Result};
 use crate::format::{
     BATCH_HEADER_LEN, BatchHeader, FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC,
@@ -59,6 +60,9 @@ pub(crate) struct BatchReader<'a> {
     window_start: u64,
     window: Bytes,
     next_window: u64,
+    /// The segment is encrypted: every batch must carry the encrypted flag, and bodies are
+    /// ciphertext (their record structure is checked after decryption).
+    encrypted: bool,
 }
 
 /// Read-ahead for the active segment: the first read of a reader fetches a small window (a
@@ -78,7 +82,14 @@ impl<'a> BatchReader<'a> {
             window_start: 0,
             window: Bytes::new(),
             next_window: FIRST_WINDOW_BYTES,
+            encrypted: false,
         }
+    }
+
+    /// For an encrypted segment's batches.
+    pub(crate) fn encrypted(mut self, encrypted: bool) -> Self {
+        self.encrypted = encrypted;
+        self
     }
 
     /// Starts with the largest read-ahead window: for reads that stream many batches.
@@ -122,8 +133,20 @@ impl<'a> BatchReader<'a> {
     /// The header of the batch at `at`, checked (magic, header checksum), body unchecked.
     pub(crate) fn header(&mut self, at: u64) -> Result<BatchHeader> {
         let bytes = self.bytes(at, BATCH_HEADER_LEN as u64)?;
-        BatchHeader::decode(&bytes, self.segment_base)
-            .map_err(|reason| Error::corruption(self.path, at, reason))
+        let header = BatchHeader::decode(&bytes, self.segment_base)
+            .map_err(|reason| Error::corruption(self.path, at, reason))?;
+        if header.encrypted() != self.encrypted {
+            return Err(Error::corruption(
+                self.path,
+                at,
+                if self.encrypted {
+                    "a plaintext batch in an encrypted segment"
+                } else {
+                    "an encrypted batch in a plaintext segment"
+                },
+            ));
+        }
+        Ok(header)
     }
 
     /// The batch at `at`, header and body both checked.
@@ -154,6 +177,8 @@ pub(crate) struct SealedSegment {
     pub(crate) source: Source,
     /// The index entries (the index file between header and footer), mapped.
     entries: Bytes,
+    /// An encrypted segment's data key.
+    pub(crate) key: Option<Arc<KeySlot>>,
 }
 
 impl SealedSegment {
@@ -164,6 +189,7 @@ impl SealedSegment {
         data: Bytes,
         index_file: Bytes,
         footer: SealFooter,
+        key: Option<Arc<KeySlot>>,
     ) -> SealedSegment {
         let entries = index_file.slice(FILE_HEADER_LEN..index_file.len() - SEAL_FOOTER_LEN);
         SealedSegment {
@@ -174,6 +200,7 @@ impl SealedSegment {
             path,
             source: Source::Mapped(data),
             entries,
+            key,
         }
     }
 
@@ -191,6 +218,8 @@ pub(crate) struct ActiveSegment {
     pub(crate) path: PathBuf,
     pub(crate) source: Source,
     pub(crate) entries: RwLock<Vec<IndexEntry>>,
+    /// An encrypted segment's data key (fresh, if this process created the segment).
+    pub(crate) key: Option<Arc<KeySlot>>,
 }
 
 /// Sparse index entries of either segment form.

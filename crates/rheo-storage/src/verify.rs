@@ -10,6 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::crypto::KeyProvider;
 use crate::error::{Error, Result};
 use crate::format::FILE_HEADER_LEN;
 use crate::io::{FileIo, Fs, OpenMode};
@@ -121,6 +122,17 @@ impl fmt::Display for VerifyReport {
 /// are its files and "records" its entries).
 /// Fails only if `root` cannot be listed; problems with the data are findings.
 pub fn verify_tree(fs: &dyn Fs, root: &Path) -> Result<VerifyReport> {
+    verify_tree_with_keys(fs, root, None)
+}
+
+/// [`verify_tree`], also decrypting every encrypted batch with `keys` and checking the records
+/// inside. Without a keyring, an encrypted segment's checksums and key file are checked and a
+/// warning says its contents were not.
+pub fn verify_tree_with_keys(
+    fs: &dyn Fs,
+    root: &Path,
+    keys: Option<Arc<dyn KeyProvider>>,
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut pending = vec![root.to_path_buf()];
     let mut first = true;
@@ -143,7 +155,9 @@ pub fn verify_tree(fs: &dyn Fs, root: &Path) -> Result<VerifyReport> {
             }
         }
         if has_segments {
-            report.logs.push(verify_log(fs, &dir, &names));
+            report
+                .logs
+                .push(verify_log(fs, &dir, &names, keys.as_ref()));
         }
         if has_journal {
             report.logs.push(crate::journal::verify_dir(fs, &dir));
@@ -153,7 +167,12 @@ pub fn verify_tree(fs: &dyn Fs, root: &Path) -> Result<VerifyReport> {
     Ok(report)
 }
 
-fn verify_log(fs: &dyn Fs, dir: &Path, names: &[String]) -> LogReport {
+fn verify_log(
+    fs: &dyn Fs,
+    dir: &Path,
+    names: &[String],
+    keys: Option<&Arc<dyn KeyProvider>>,
+) -> LogReport {
     let mut bases: Vec<u64> = names
         .iter()
         .filter_map(|name| parse_base(name, SEGMENT_SUFFIX))
@@ -170,7 +189,13 @@ fn verify_log(fs: &dyn Fs, dir: &Path, names: &[String]) -> LogReport {
     for (index, &base) in bases.iter().enumerate() {
         let is_last = index + 1 == bases.len();
         let path = dir.join(segment_name(base));
-        match verify_segment(fs, dir, &path, base, previous, is_last, &mut report) {
+        let at = Place {
+            dir,
+            path: &path,
+            base,
+            is_last,
+        };
+        match verify_segment(fs, at, previous, keys, &mut report) {
             Ok(next) => previous = next,
             Err(error) => {
                 report.findings.push(finding_from(&error, &path));
@@ -202,16 +227,29 @@ fn finding_from(error: &Error, path: &Path) -> Finding {
     }
 }
 
+/// Which segment of which log.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    dir: &'a Path,
+    path: &'a Path,
+    base: u64,
+    is_last: bool,
+}
+
 /// Checks one segment; returns where the next must continue (`None` if unknown).
 fn verify_segment(
     fs: &dyn Fs,
-    dir: &Path,
-    path: &Path,
-    base: u64,
+    place: Place<'_>,
     previous: Option<(u64, i64)>,
-    is_last: bool,
+    keys: Option<&Arc<dyn KeyProvider>>,
     report: &mut LogReport,
 ) -> Result<Option<(u64, i64)>> {
+    let Place {
+        dir,
+        path,
+        base,
+        is_last,
+    } = place;
     let file: Arc<dyn FileIo> = fs
         .open(path, OpenMode::Read)
         .map_err(|error| Error::io("open", path, error))?
@@ -251,7 +289,7 @@ fn verify_segment(
         });
     }
     let source = Source::File(file.clone());
-    let mut reader = BatchReader::new(&source, path, base, len);
+    let mut reader = BatchReader::new(&source, path, base, len).encrypted(header.encrypted);
     let start_ts = previous.map_or(header.base_ts, |(_, ts)| ts.max(header.base_ts));
     let mut state = ScanState::new(FILE_HEADER_LEN as u64, base, start_ts);
     let scanned = scan::scan(&mut reader, &mut state, u64::MAX, path);
@@ -284,6 +322,9 @@ fn verify_segment(
             report.findings.push(finding);
             return Ok(None);
         }
+    }
+    if header.encrypted {
+        check_encrypted(fs, place, &mut reader, state.position, keys, report);
     }
     let sealed_index = segment::load_sealed_index(fs, dir, base, len);
     match sealed_index {
@@ -320,6 +361,81 @@ fn verify_segment(
         Err(_) => {}
     }
     Ok(Some((state.next_seq, state.last_ts)))
+}
+
+/// An encrypted segment: its key file, and with the keyring every batch decrypted and its
+/// records checked.
+fn check_encrypted(
+    fs: &dyn Fs,
+    place: Place<'_>,
+    reader: &mut BatchReader<'_>,
+    checked_to: u64,
+    keys: Option<&Arc<dyn KeyProvider>>,
+    report: &mut LogReport,
+) {
+    let key_path = place.dir.join(crate::crypto::key_name(place.base));
+    let file = match crate::crypto::read_key_file(fs, &key_path, place.base) {
+        Ok(file) => file,
+        Err(error) => return report.findings.push(finding_from(&error, &key_path)),
+    };
+    let Some(keys) = keys else {
+        return report.findings.push(Finding {
+            severity: Severity::Warning,
+            path: place.path.to_path_buf(),
+            offset: 0,
+            message: format!(
+                "encrypted under key {} version {}: checksums checked, records not (no keyring given)",
+                file.info.key_id, file.info.version
+            ),
+        });
+    };
+    let encryption = crate::crypto::Encryption {
+        keys: keys.clone(),
+        context: file.info.context.clone(),
+        key_id: None,
+    };
+    let key = match crate::crypto::load_key(fs, &key_path, place.base, Some(&encryption)) {
+        Ok(key) => key,
+        Err(error) => return report.findings.push(finding_from(&error, &key_path)),
+    };
+    let mut position = FILE_HEADER_LEN as u64;
+    while position < checked_to {
+        let Ok((header, body)) = reader.batch(position) else {
+            return;
+        };
+        let opened = key.open(
+            place.base,
+            header.base_seq,
+            header.timestamp_ms,
+            header.count,
+            &body,
+        );
+        let structure = opened
+            .ok_or_else(|| {
+                "encrypted batch fails authentication: altered, or copied from another place"
+                    .to_string()
+            })
+            .and_then(|plain| {
+                let mut unused = Vec::new();
+                crate::batch::decode_into(
+                    &header,
+                    &bytes::Bytes::from(plain),
+                    u64::MAX,
+                    &mut crate::batch::ReadBudget::new(0, 0),
+                    &mut unused,
+                )
+                .map(|_| ())
+            });
+        if let Err(message) = structure {
+            return report.findings.push(Finding {
+                severity: Severity::Corruption,
+                path: place.path.to_path_buf(),
+                offset: position,
+                message,
+            });
+        }
+        position += header.total_len();
+    }
 }
 
 /// The first entry of a sealed index that does not match the batch header it points at.

@@ -18,7 +18,7 @@ pub(crate) fn replay_journal(
     file: &dyn FileIo,
     source: &Source,
     path: &Path,
-    base: u64,
+    (base, encrypted): (u64, bool),
     state: &mut ScanState,
     replay: &[&EntryRef],
     config: &LogConfig,
@@ -60,7 +60,7 @@ pub(crate) fn replay_journal(
     }
     if len > state.position {
         tracing::warn!(path = %path.display(), entries = applied, bytes = len - state.position, "replayed acknowledged records from the journal");
-        let mut reader = BatchReader::new(source, path, base, len);
+        let mut reader = BatchReader::new(source, path, base, len).encrypted(encrypted);
         scan::scan(&mut reader, state, config.index_interval_bytes, path).map_err(|error| {
             Error::corruption(
                 path,

@@ -27,7 +27,7 @@ fn open_config(fs: &SimFs, clock: &ManualClock, config: LogConfig) -> crate::Res
     ShardLog::open(
         Arc::new(fs.clone()),
         DIR,
-        config,
+        maybe_encrypted(config, DIR),
         Arc::new(clock.clone()),
         0,
     )
@@ -113,6 +113,7 @@ fn check_recovered(image: &SimFs, clock: &ManualClock, ledger: &Ledger, context:
             &attempted[..],
             "{context}: record {key} is intact"
         );
+        assert_eq!(record.encrypted, encryption_on(), "{context}: {key}");
         by_seq.insert(record.sequence, key);
     }
     for (seq, key) in &ledger.acked {
@@ -129,6 +130,15 @@ fn check_recovered(image: &SimFs, clock: &ManualClock, ledger: &Ledger, context:
 
 #[test]
 fn every_acknowledged_record_survives_a_crash_at_every_sync_point() {
+    crash_at_every_sync_point();
+}
+
+#[test]
+fn encrypted_records_survive_a_crash_at_every_sync_point() {
+    encrypted(crash_at_every_sync_point);
+}
+
+fn crash_at_every_sync_point() {
     // A dry run counts the sync points of the whole workload.
     let dry = SimFs::new();
     let clock = ManualClock::new(T0);

@@ -47,7 +47,7 @@ fn open_node(fs: &SimFs, clock: &ManualClock, config: JournalConfig) -> crate::R
             format!("s/{index}"),
             fs.clone(),
             log_dir(index),
-            log_config(),
+            maybe_encrypted(log_config(), &format!("s/{index}")),
             Arc::new(clock.clone()),
             0,
         )?);
@@ -127,6 +127,11 @@ fn check_recovered(image: &SimFs, clock: &ManualClock, ledger: &Ledger, context:
                 .get(&key)
                 .unwrap_or_else(|| panic!("{context}: record {key:?} was never written"));
             assert_eq!(&record.data[..], &attempted[..], "{context}: {key} intact");
+            assert_eq!(
+                record.encrypted,
+                encryption_on(),
+                "{context}: {key} encrypted"
+            );
             by_seq.insert(record.sequence, key);
         }
         for (seq, key) in &ledger.acked[index] {
@@ -206,6 +211,15 @@ fn one_commit_and_one_fdatasync_serve_many_logs() {
 
 #[test]
 fn every_acknowledged_record_survives_a_crash_at_every_sync_point() {
+    crash_at_every_sync_point();
+}
+
+#[test]
+fn encrypted_records_survive_a_crash_at_every_sync_point() {
+    encrypted(crash_at_every_sync_point);
+}
+
+fn crash_at_every_sync_point() {
     let dry = SimFs::new();
     let clock = ManualClock::new(T0);
     let node = open_node(&dry, &clock, small_journal()).unwrap();

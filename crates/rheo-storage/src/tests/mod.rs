@@ -1,6 +1,7 @@
 //! Tests of the whole engine on real files and on the simulated file system.
 
 mod crash;
+mod encryption;
 mod faults;
 mod journal;
 mod log_basics;
@@ -27,6 +28,7 @@ pub(crate) fn small_config() -> LogConfig {
         retention: Duration::from_secs(24 * 3600),
         index_interval_bytes: 256,
         max_group_bytes: 64 * 1024,
+        encryption: None,
     }
 }
 
@@ -34,6 +36,99 @@ pub(crate) fn open_std(dir: &Path, config: LogConfig, clock: &ManualClock) -> Sh
     let fs: Arc<dyn Fs> = Arc::new(StdFs);
     let clock: Arc<dyn Clock> = Arc::new(clock.clone());
     ShardLog::open(fs, dir, config, clock, 0).expect("open log")
+}
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::{KeyFault, KeyMaterial, KeyProvider};
+
+/// A keyring for tests: keys by id, versions from 1.
+#[derive(Debug, Default)]
+pub(crate) struct TestKeys {
+    pub(crate) keys: Mutex<HashMap<String, Vec<KeyMaterial>>>,
+    pub(crate) disabled: Mutex<Vec<String>>,
+}
+
+impl TestKeys {
+    pub(crate) fn with(id: &str) -> Arc<TestKeys> {
+        let keys = TestKeys::default();
+        keys.add_version(id);
+        Arc::new(keys)
+    }
+
+    pub(crate) fn add_version(&self, id: &str) {
+        crate::log::lock(&self.keys)
+            .entry(id.to_string())
+            .or_default()
+            .push(KeyMaterial(crate::crypto::random()));
+    }
+}
+
+impl KeyProvider for TestKeys {
+    fn current(&self, key_id: &str) -> Result<(u32, KeyMaterial), KeyFault> {
+        if crate::log::lock(&self.disabled)
+            .iter()
+            .any(|id| id == key_id)
+        {
+            return Err(KeyFault::Disabled(key_id.into()));
+        }
+        let keys = crate::log::lock(&self.keys);
+        let versions = keys
+            .get(key_id)
+            .ok_or_else(|| KeyFault::NotFound(key_id.into()))?;
+        Ok((
+            versions.len() as u32,
+            versions.last().expect("a version").clone(),
+        ))
+    }
+
+    fn version(&self, key_id: &str, version: u32) -> Result<KeyMaterial, KeyFault> {
+        let keys = crate::log::lock(&self.keys);
+        let versions = keys
+            .get(key_id)
+            .ok_or_else(|| KeyFault::NotFound(key_id.into()))?;
+        versions
+            .get(version as usize - 1)
+            .cloned()
+            .ok_or_else(|| KeyFault::VersionMissing {
+                key_id: key_id.into(),
+                version,
+            })
+    }
+}
+
+thread_local! {
+    /// Set while a test runs a workload encrypted ([`encrypted`]).
+    static TEST_KEYS: std::cell::RefCell<Option<Arc<TestKeys>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `test` with every log opened through [`maybe_encrypted`] encrypting under key `k1`.
+pub(crate) fn encrypted<R>(test: impl FnOnce() -> R) -> R {
+    TEST_KEYS.with(|keys| *keys.borrow_mut() = Some(TestKeys::with("k1")));
+    let result = test();
+    TEST_KEYS.with(|keys| *keys.borrow_mut() = None);
+    result
+}
+
+/// True inside [`encrypted`].
+pub(crate) fn encryption_on() -> bool {
+    TEST_KEYS.with(|keys| keys.borrow().is_some())
+}
+
+/// `config`, encrypting under `k1` with `context` when inside [`encrypted`].
+pub(crate) fn maybe_encrypted(mut config: LogConfig, context: &str) -> LogConfig {
+    TEST_KEYS.with(|keys| {
+        if let Some(keys) = &*keys.borrow() {
+            config.encryption = Some(crate::Encryption {
+                keys: keys.clone(),
+                context: context.to_string(),
+                key_id: Some("k1".into()),
+            });
+        }
+    });
+    config
 }
 
 /// The payload the tests write for a record: derived from its key so a reader can check it.

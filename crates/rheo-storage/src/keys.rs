@@ -1,0 +1,109 @@
+//! The encryption side of [`ShardLog`]: which key new segments are encrypted under, the fresh
+//! data key each process starts with, and rewrapping key files after a key rotation. The
+//! cryptography and key files are in `crypto.rs`; the commit path seals batches in
+//! `ShardLog::stamp_group`.
+
+use std::sync::Arc;
+
+use crate::crypto::KeySlot;
+use crate::error::{Error, Result};
+use crate::log::{ShardLog, lock};
+
+/// Where stored data stands with key-encryption keys: for `rheo keys` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyUsage {
+    /// `(key id, version)` of every encrypted segment's key file, one entry per segment.
+    pub segments: Vec<(String, u32)>,
+    /// Encrypted segments whose key file could not be read or unwrapped (they are reported on
+    /// read, and by `verify`).
+    pub unreadable: usize,
+}
+
+impl ShardLog {
+    /// Sets the key-encryption key new records are encrypted under (`None`: plaintext from
+    /// now on). The next commit starts a new segment with a fresh data key under it; records
+    /// already stored stay as they were written. Refused when the log has no keyring.
+    pub fn set_encryption_key(&self, key_id: Option<String>) -> Result<()> {
+        if key_id.is_some() && self.config.encryption.is_none() {
+            return Err(Error::InvalidArgument(
+                "the log was opened without a keyring".into(),
+            ));
+        }
+        *lock(&self.key_target) = key_id;
+        Ok(())
+    }
+
+    /// The key new records are encrypted under, if any.
+    pub fn encryption_key(&self) -> Option<String> {
+        lock(&self.key_target).clone()
+    }
+
+    /// At open: a data key made by an earlier process never seals another batch (a crash may
+    /// have left batches under it that were cut as a torn tail, and their sequence numbers,
+    /// which are the nonces, will be used again). So an encrypted active segment is sealed,
+    /// or recreated if empty, and the next one follows the target. A keyring refusal is
+    /// logged and left for the first commit to report; I/O failures fail the open.
+    pub(crate) fn refresh_key_at_open(&self) -> Result<()> {
+        let mut writer = lock(&self.writer);
+        let encrypted = writer.active.key.is_some();
+        if !encrypted && self.encryption_key().is_none() {
+            return Ok(());
+        }
+        match self.rekey(&mut writer) {
+            Ok(()) => Ok(()),
+            Err(Error::Key { path, fault }) => {
+                tracing::warn!(dir = %self.dir.display(), path = %path.display(), %fault, "no key for new segments; writes will fail until the keyring has it");
+                Ok(())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    fn key_slots(&self) -> Vec<Arc<KeySlot>> {
+        let view = self.view();
+        view.sealed
+            .iter()
+            .filter_map(|segment| segment.key.clone())
+            .chain(view.active.key.clone())
+            .collect()
+    }
+
+    /// Rewraps every key file whose key-encryption key has a newer version, without touching
+    /// the records (each data key stays as it is). Returns how many files were rewritten. A
+    /// key file that cannot be rewrapped (key gone, disabled) is skipped with a warning.
+    pub fn rewrap_keys(&self) -> Result<usize> {
+        let Some(encryption) = &self.config.encryption else {
+            return Ok(0);
+        };
+        let mut rewritten = 0;
+        for slot in self.key_slots() {
+            match crate::crypto::rewrap(&*self.fs, &self.dir, slot.base_seq, encryption) {
+                Ok(Some(version)) => {
+                    slot.set_version(version);
+                    rewritten += 1;
+                }
+                Ok(None) => {}
+                Err(Error::Key { path, fault }) => {
+                    tracing::warn!(path = %path.display(), %fault, "key file not rewrapped");
+                }
+                Err(error) if error.is_corruption() => {
+                    tracing::error!(%error, "key file not rewrapped");
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(rewritten)
+    }
+
+    /// The key-encryption key and version each encrypted segment's key file is wrapped with.
+    pub fn key_usage(&self) -> KeyUsage {
+        let mut usage = KeyUsage::default();
+        for slot in self.key_slots() {
+            match crate::crypto::read_key_file(&*self.fs, &slot.path, slot.base_seq) {
+                Ok(file) => usage.segments.push((file.info.key_id, file.info.version)),
+                Err(_) => usage.unreadable += 1,
+            }
+        }
+        usage
+    }
+}
