@@ -40,6 +40,13 @@ pub(crate) fn key_name(base_seq: u64) -> String {
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyMaterial(pub [u8; KEY_LEN]);
 
+impl KeyMaterial {
+    /// Fresh material from the operating system's random source.
+    pub fn generate() -> KeyMaterial {
+        KeyMaterial(random())
+    }
+}
+
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeyMaterial(..)")

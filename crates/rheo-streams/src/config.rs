@@ -63,7 +63,11 @@ pub struct StoreConfig {
     pub fan_out: FanOutConfig,
     /// How long a stream stays UPDATING before a reshard takes effect. Default: 0 (the reshard
     /// is done when the call returns); a testbed can imitate Kinesis's asynchronous reshards.
+    /// StartStreamEncryption and StopStreamEncryption keep a stream UPDATING as long.
     pub reshard_delay: Duration,
+    /// Where the key-encryption keys of encrypted streams come from. Default:
+    /// `<data_dir>/keyring.json`, made at first start.
+    pub keyring: crate::keyring::KeyringSource,
 }
 
 /// Enhanced fan-out settings, with Kinesis's values as defaults.
@@ -123,6 +127,7 @@ impl Default for StoreConfig {
             account_id: "000000000000".to_string(),
             fan_out: FanOutConfig::default(),
             reshard_delay: Duration::ZERO,
+            keyring: crate::keyring::KeyringSource::Default,
         }
     }
 }

@@ -150,6 +150,7 @@ impl Store {
             validate_shape(entry, index)?;
         }
         let stream = self.stream(name)?;
+        self.check_put_key(&stream)?;
         let total: usize = entries
             .iter()
             .map(|entry| entry.partition_key.len() + entry.data.len())
@@ -478,6 +479,7 @@ pub(crate) fn records_out(shard_index: u32, records: Vec<Record>) -> Vec<RecordO
             arrival_ms: record.timestamp_ms,
             data: record.data,
             partition_key: String::from_utf8_lossy(&record.partition_key).into_owned(),
+            encrypted: record.encrypted,
         })
         .collect()
 }

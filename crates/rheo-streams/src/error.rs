@@ -31,6 +31,16 @@ pub enum StreamsError {
     /// The server failed (I/O, corruption); the message says what.
     #[error("{0}")]
     Internal(String),
+    /// The encryption key does not exist (in the keyring, in the form given).
+    #[error("{0}")]
+    KmsNotFound(String),
+    /// The encryption key is disabled.
+    #[error("{0}")]
+    KmsDisabled(String),
+    /// The encryption key is not in a state that can be used: a version stored data needs is
+    /// missing from the keyring, or its material does not unwrap the data.
+    #[error("{0}")]
+    KmsInvalidState(String),
     /// The server cannot answer yet (it is opening its data directory) or any more (it is
     /// shutting down); retry later.
     #[error("{0}")]
@@ -52,7 +62,26 @@ impl StreamsError {
             StreamsError::ExpiredIterator(_) => "ExpiredIteratorException",
             StreamsError::ExpiredNextToken(_) => "ExpiredNextTokenException",
             StreamsError::Internal(_) => "InternalFailureException",
+            StreamsError::KmsNotFound(_) => "KMSNotFoundException",
+            StreamsError::KmsDisabled(_) => "KMSDisabledException",
+            StreamsError::KmsInvalidState(_) => "KMSInvalidStateException",
             StreamsError::Unavailable(_) => "ServiceUnavailableException",
+        }
+    }
+}
+
+impl StreamsError {
+    /// A key problem as the KMS exception Kinesis answers with. The message names the key,
+    /// never a file.
+    pub fn from_key_fault(fault: rheo_storage::KeyFault) -> StreamsError {
+        use rheo_storage::KeyFault;
+        let message = format!("{fault}");
+        match fault {
+            KeyFault::NotFound(_) => StreamsError::KmsNotFound(message),
+            KeyFault::Disabled(_) => StreamsError::KmsDisabled(message),
+            KeyFault::VersionMissing { .. } | KeyFault::WrongKey { .. } => {
+                StreamsError::KmsInvalidState(message)
+            }
         }
     }
 }
@@ -61,6 +90,10 @@ impl From<rheo_storage::Error> for StreamsError {
     fn from(error: rheo_storage::Error) -> Self {
         match error {
             rheo_storage::Error::InvalidArgument(message) => StreamsError::InvalidArgument(message),
+            rheo_storage::Error::Key { path, fault } => {
+                tracing::error!(path = %path.display(), %fault, "encryption key problem");
+                StreamsError::from_key_fault(fault)
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 StreamsError::Internal(other.to_string())

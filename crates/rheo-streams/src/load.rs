@@ -22,6 +22,7 @@ pub(crate) struct Loaded {
     pub(crate) key: TokenKey,
     pub(crate) streams: BTreeMap<String, Arc<Stream>>,
     pub(crate) journal: Arc<Journal>,
+    pub(crate) keyring: Arc<crate::keyring::Keyring>,
 }
 
 /// Loads the token key and every stream; removes interrupted creations and the trash.
@@ -39,6 +40,10 @@ pub(crate) fn load(
         std::fs::remove_dir_all(&trash).map_err(|error| internal("empty", &trash, error))?;
     }
     let key = load_key(data_dir)?;
+    let keyring = Arc::new(crate::keyring::Keyring::open(
+        config.keyring.clone(),
+        data_dir,
+    )?);
     let journal = Arc::new(Journal::open(
         Arc::new(StdFs),
         data_dir.join(JOURNAL_DIR),
@@ -55,6 +60,7 @@ pub(crate) fn load(
             clock_moved: tokio::sync::watch::Sender::new(0),
             #[cfg(test)]
             crash_at: std::sync::Mutex::new(Vec::new()),
+            keyring: keyring.clone(),
             journal: journal.clone(),
         }),
     };
@@ -93,6 +99,7 @@ pub(crate) fn load(
         key,
         streams,
         journal,
+        keyring,
     })
 }
 

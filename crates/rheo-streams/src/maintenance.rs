@@ -25,10 +25,17 @@ impl Store {
             .collect()
     }
 
-    /// Runs retention, age-based rolls and interval fsyncs on every shard log, and expires
-    /// closed shards whose data is all past retention. Call about once a second
-    /// ([`Store::spawn_maintenance`] does).
+    /// Runs retention, age-based rolls and interval fsyncs on every shard log, expires closed
+    /// shards whose data is all past retention, and takes up a changed keyring file (rewrapping
+    /// data keys after a rotation). Call about once a second ([`Store::spawn_maintenance`]
+    /// does).
     pub async fn maintain(&self) {
+        let store = self.clone();
+        let _ = blocking(move || {
+            store.refresh_keyring();
+            Ok(())
+        })
+        .await;
         let streams: Vec<Arc<Stream>> = self.registry().values().cloned().collect();
         for stream in streams {
             if let Err(error) = self.expire_shards(&stream).await {

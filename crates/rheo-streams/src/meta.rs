@@ -84,6 +84,24 @@ pub(crate) struct StreamMeta {
     /// When UpdateStreamMode ran in the last 24 hours (at most 2 per 24 hours).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) mode_changes_ms: Vec<i64>,
+    /// Server-side encryption, while it is on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) encryption: Option<EncryptionMeta>,
+    /// When StartStreamEncryption succeeded in the last 24 hours (at most 25).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) encryption_starts_ms: Vec<i64>,
+    /// When StopStreamEncryption succeeded in the last 24 hours (at most 25).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) encryption_stops_ms: Vec<i64>,
+}
+
+/// A stream's encryption setting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EncryptionMeta {
+    /// The KeyId as StartStreamEncryption was given it (DescribeStream reports it so).
+    pub(crate) key_id: String,
+    /// The keyring key it resolved to.
+    pub(crate) key: String,
 }
 
 /// An enhanced fan-out consumer as stored.
@@ -192,6 +210,12 @@ mod tests {
             retired_consumers: BTreeMap::from([("old".into(), 0)]),
             scalings_ms: vec![3],
             mode_changes_ms: Vec::new(),
+            encryption: Some(EncryptionMeta {
+                key_id: "alias/aws/kinesis".into(),
+                key: "k".into(),
+            }),
+            encryption_starts_ms: vec![4],
+            encryption_stops_ms: Vec::new(),
         }
     }
 

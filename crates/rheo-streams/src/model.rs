@@ -94,6 +94,8 @@ pub struct StreamInfo {
     pub consumer_count: u32,
     /// Max record size, KiB.
     pub max_record_size_kib: u32,
+    /// Server-side encryption.
+    pub encryption: crate::encryption::Encryption,
 }
 
 /// A page of stream names.
@@ -178,6 +180,8 @@ pub struct RecordOut {
     pub data: Bytes,
     /// Partition key.
     pub partition_key: String,
+    /// Stored encrypted (EncryptionType KMS).
+    pub encrypted: bool,
 }
 
 /// GetRecords output.

@@ -41,10 +41,10 @@ const MAX_SHARDS_PER_STREAM: i64 = 10_000;
 const SCALINGS_PER_DAY: usize = 10;
 /// UpdateStreamMode calls allowed per stream in a rolling 24 hours.
 const MODE_CHANGES_PER_DAY: usize = 2;
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// Puts a stream back to ACTIVE when a reshard ends, however it ends.
-struct Updating<'a>(&'a Stream);
+pub(crate) struct Updating<'a>(&'a Stream);
 
 impl Drop for Updating<'_> {
     fn drop(&mut self) {
@@ -156,7 +156,7 @@ impl Plan {
 
 impl Store {
     /// Takes the stream from ACTIVE to UPDATING, or refuses with ResourceInUse.
-    fn start_updating<'a>(&self, stream: &'a Stream) -> Result<Updating<'a>> {
+    pub(crate) fn start_updating<'a>(&self, stream: &'a Stream) -> Result<Updating<'a>> {
         let mut status = lock(&stream.status);
         if *status != StreamStatus::Active {
             return Err(StreamsError::ResourceInUse(format!(

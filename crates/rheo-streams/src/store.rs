@@ -84,6 +84,8 @@ pub(crate) struct Inner {
     /// afterwards, stop as if the process died).
     #[cfg(test)]
     pub(crate) crash_at: Mutex<Vec<&'static str>>,
+    /// The key-encryption keys of encrypted streams.
+    pub(crate) keyring: Arc<crate::keyring::Keyring>,
     /// The node journal every shard log commits through. Last, so it is dropped after the
     /// streams: dropping it drains and checkpoints their appends.
     pub(crate) journal: Arc<Journal>,
@@ -181,6 +183,7 @@ impl Store {
             key,
             streams,
             journal,
+            keyring,
         } = loaded;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -192,6 +195,7 @@ impl Store {
                 clock_moved: tokio::sync::watch::Sender::new(0),
                 #[cfg(test)]
                 crash_at: Mutex::new(Vec::new()),
+                keyring,
                 journal,
             }),
         })
@@ -291,12 +295,17 @@ impl Store {
             .ok_or_else(|| self.not_found(name))
     }
 
-    fn log_config(&self, retention_hours: u32, max_record_kib: u32) -> LogConfig {
+    fn log_config(&self, meta: &StreamMeta, journal_key: &str) -> LogConfig {
         LogConfig {
             durability: self.inner.config.durability,
             segment_max_bytes: self.inner.config.segment_max_bytes,
-            retention: std::time::Duration::from_secs(u64::from(retention_hours) * 3600),
-            max_record_bytes: max_record_kib as usize * 1024,
+            retention: std::time::Duration::from_secs(u64::from(meta.retention_hours) * 3600),
+            max_record_bytes: meta.max_record_kib as usize * 1024,
+            encryption: Some(rheo_storage::Encryption {
+                keys: self.inner.keyring.clone(),
+                context: journal_key.to_string(),
+                key_id: meta.encryption.as_ref().map(|on| on.key.clone()),
+            }),
             ..LogConfig::default()
         }
     }
@@ -394,6 +403,9 @@ impl Store {
             retired_consumers: BTreeMap::new(),
             scalings_ms: Vec::new(),
             mode_changes_ms: Vec::new(),
+            encryption: None,
+            encryption_starts_ms: Vec::new(),
+            encryption_stops_ms: Vec::new(),
             shards: initial_ranges(shard_count)
                 .into_iter()
                 .enumerate()
@@ -545,12 +557,13 @@ impl Store {
         limiter: Arc<ShardLimiter>,
     ) -> Result<Arc<Shard>> {
         let id = shard_id(shard.index);
+        let key = journal_key(meta, &id);
         let log = ShardLog::open_journaled(
             &self.inner.journal,
-            journal_key(meta, &id),
+            key.clone(),
             Arc::new(StdFs),
             dir.join(&id),
-            self.log_config(meta.retention_hours, meta.max_record_kib),
+            self.log_config(meta, &key),
             self.inner.clock.clone(),
             // Engine sequence 0 stays free: it is the shard's StartingSequenceNumber, which
             // sorts before every record, so AFTER_SEQUENCE_NUMBER of it reads from the start.
@@ -635,6 +648,12 @@ impl Store {
             open_shard_count: stream.topology().open.len() as u32,
             consumer_count: meta.consumers.len() as u32,
             max_record_size_kib: meta.max_record_kib,
+            encryption: match &meta.encryption {
+                None => crate::encryption::Encryption::None,
+                Some(on) => crate::encryption::Encryption::Kms {
+                    key_id: on.key_id.clone(),
+                },
+            },
         }
     }
 
