@@ -864,3 +864,123 @@ async fn the_sdk_subscribes_to_a_shard_over_http2() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_starts_and_stops_stream_encryption() {
+    use aws_sdk_kinesis::types::EncryptionType;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), unlimited_config()).await;
+    let http1 = PlainHttp::new(false);
+    let client = kinesis(&server, &http1);
+    create_provisioned(&client, "sealed", 1).await;
+
+    let unknown = client
+        .start_stream_encryption()
+        .stream_name("sealed")
+        .encryption_type(EncryptionType::Kms)
+        .key_id("alias/not-in-the-keyring")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Some("KMSNotFoundException"), "{unknown:?}");
+    assert!(
+        unknown
+            .as_service_error()
+            .is_some_and(|error| error.is_kms_not_found_exception()),
+        "a modeled KMSNotFoundException: {unknown:?}"
+    );
+
+    let put_one = |data: &'static str| {
+        client
+            .put_record()
+            .stream_name("sealed")
+            .partition_key("k")
+            .data(Blob::new(data))
+            .send()
+    };
+    let plain = put_one("before").await.unwrap();
+    assert_eq!(plain.encryption_type(), Some(&EncryptionType::None));
+    client
+        .start_stream_encryption()
+        .stream_name("sealed")
+        .encryption_type(EncryptionType::Kms)
+        .key_id("alias/aws/kinesis")
+        .send()
+        .await
+        .expect("start encryption");
+    let summary = client
+        .describe_stream_summary()
+        .stream_name("sealed")
+        .send()
+        .await
+        .unwrap();
+    let summary = summary.stream_description_summary().unwrap();
+    assert_eq!(summary.encryption_type(), Some(&EncryptionType::Kms));
+    assert_eq!(summary.key_id(), Some("alias/aws/kinesis"));
+    assert_eq!(summary.stream_status(), &StreamStatus::Active);
+    let sealed = put_one("during").await.unwrap();
+    assert_eq!(sealed.encryption_type(), Some(&EncryptionType::Kms));
+    let batch = client
+        .put_records()
+        .stream_name("sealed")
+        .records(
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(&b"\x00\xffbinary"[..]))
+                .partition_key("k")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(batch.encryption_type(), Some(&EncryptionType::Kms));
+    client
+        .stop_stream_encryption()
+        .stream_name("sealed")
+        .encryption_type(EncryptionType::Kms)
+        .key_id("alias/aws/kinesis")
+        .send()
+        .await
+        .expect("stop encryption");
+    put_one("after").await.unwrap();
+    let description = client
+        .describe_stream()
+        .stream_name("sealed")
+        .send()
+        .await
+        .unwrap();
+    let description = description.stream_description().unwrap();
+    assert_eq!(description.encryption_type(), Some(&EncryptionType::None));
+    assert_eq!(description.key_id(), None);
+
+    let start = iterator(
+        &client,
+        "sealed",
+        SHARD_0,
+        ShardIteratorType::TrimHorizon,
+        None,
+        None,
+    )
+    .await;
+    let page = get_records(&client, start).await;
+    let read: Vec<(Vec<u8>, Option<EncryptionType>)> = page
+        .records()
+        .iter()
+        .map(|record| {
+            (
+                record.data().as_ref().to_vec(),
+                record.encryption_type().cloned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        read,
+        vec![
+            (b"before".to_vec(), Some(EncryptionType::None)),
+            (b"during".to_vec(), Some(EncryptionType::Kms)),
+            (b"\x00\xffbinary".to_vec(), Some(EncryptionType::Kms)),
+            (b"after".to_vec(), Some(EncryptionType::None)),
+        ]
+    );
+    server.stop().await;
+}

@@ -48,7 +48,8 @@ pub(crate) fn summary(info: StreamInfo) -> pb::StreamDescriptionSummary {
         open_shard_count: info.open_shard_count as i32,
         consumer_count: info.consumer_count as i32,
         max_record_size_in_kib: info.max_record_size_kib as i32,
-        encryption_type: "NONE".into(),
+        encryption_type: info.encryption.type_name().into(),
+        key_id: info.encryption.key_id().map(str::to_string),
     }
 }
 
@@ -68,7 +69,7 @@ pub(crate) fn record(record: RecordOut) -> pb::Record {
         approximate_arrival_timestamp_ms: record.arrival_ms,
         data: record.data,
         partition_key: record.partition_key,
-        encryption_type: "NONE".into(),
+        encryption_type: if record.encrypted { "KMS" } else { "NONE" }.into(),
     }
 }
 

@@ -23,6 +23,9 @@ pub fn to_status(error: StreamsError) -> Status {
         StreamsError::ExpiredNextToken(_) => Code::FailedPrecondition,
         StreamsError::Internal(_) => Code::Internal,
         StreamsError::Unavailable(_) => Code::Unavailable,
+        StreamsError::KmsNotFound(_)
+        | StreamsError::KmsDisabled(_)
+        | StreamsError::KmsInvalidState(_) => Code::FailedPrecondition,
     };
     named_status(code, error.kinesis_name(), error.to_string())
 }
@@ -79,7 +82,10 @@ impl WireError {
             | StreamsError::LimitExceeded(_)
             | StreamsError::ProvisionedThroughputExceeded(_)
             | StreamsError::ExpiredIterator(_)
-            | StreamsError::ExpiredNextToken(_) => 400,
+            | StreamsError::ExpiredNextToken(_)
+            | StreamsError::KmsNotFound(_)
+            | StreamsError::KmsDisabled(_)
+            | StreamsError::KmsInvalidState(_) => 400,
             StreamsError::Internal(_) => 500,
             StreamsError::Unavailable(_) => 503,
         };

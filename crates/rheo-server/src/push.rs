@@ -154,6 +154,7 @@ mod tests {
             arrival_ms: 1_700_000_000_123,
             data: Bytes::from_static(data),
             partition_key: key.into(),
+            encrypted: key == "k2",
         }
     }
 
@@ -195,6 +196,7 @@ mod tests {
         assert_eq!(first_decoded.records.len(), 2);
         assert_eq!(first_decoded.records[1].partition_key, "k2");
         assert_eq!(first_decoded.records[0].encryption_type, "NONE");
+        assert_eq!(first_decoded.records[1].encryption_type, "KMS");
         let second_decoded = encoded(&second);
         assert_eq!(second_decoded.millis_behind_latest, 1500);
         assert_eq!(second_decoded.records, first_decoded.records);

@@ -394,4 +394,28 @@ impl Kinesis for KinesisService {
         )
         .await
     }
+
+    async fn start_stream_encryption(
+        &self,
+        request: Request<pb::StartStreamEncryptionRequest>,
+    ) -> Reply<pb::StartStreamEncryptionResponse> {
+        let store = self.store()?;
+        self.timed(
+            "StartStreamEncryption",
+            streams::start_encryption(store, request.into_inner()),
+        )
+        .await
+    }
+
+    async fn stop_stream_encryption(
+        &self,
+        request: Request<pb::StopStreamEncryptionRequest>,
+    ) -> Reply<pb::StopStreamEncryptionResponse> {
+        let store = self.store()?;
+        self.timed(
+            "StopStreamEncryption",
+            streams::stop_encryption(store, request.into_inner()),
+        )
+        .await
+    }
 }

@@ -107,3 +107,40 @@ impl ShardLog {
         usage
     }
 }
+
+/// A key file found under a data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFileRef {
+    /// The file.
+    pub path: std::path::PathBuf,
+    /// The key-encryption key it is wrapped with, and its version (`None` if the file is
+    /// damaged: `verify` says how).
+    pub key: Option<(String, u32)>,
+}
+
+/// Every segment key file under `root`, for `rheo keys`: which key versions stored data still
+/// needs. Reads without a lock, so a server may be running.
+pub fn key_files(fs: &dyn crate::io::Fs, root: &std::path::Path) -> Result<Vec<KeyFileRef>> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let names = match fs.list_dir(&dir) {
+            Ok(names) => names,
+            Err(error) if dir == root => return Err(Error::io("list", &dir, error)),
+            Err(_) => continue,
+        };
+        for name in names {
+            let path = dir.join(&name);
+            if let Some(base) = crate::segment::parse_base(&name, crate::crypto::KEY_SUFFIX) {
+                let key = crate::crypto::read_key_file(fs, &path, base)
+                    .ok()
+                    .map(|file| (file.info.key_id, file.info.version));
+                found.push(KeyFileRef { path, key });
+            } else if !name.contains('.') && name != crate::recovery::LOCK_FILE {
+                pending.push(path);
+            }
+        }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}

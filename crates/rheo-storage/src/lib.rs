@@ -54,7 +54,7 @@ pub use config::{
 pub use crypto::{Encryption, KEY_LEN, KeyFault, KeyMaterial, KeyProvider};
 pub use error::{Error, Result};
 pub use journal::{Journal, JournalConfig, JournalStats, MAX_JOURNAL_KEY_BYTES};
-pub use keys::KeyUsage;
+pub use keys::{KeyFileRef, KeyUsage, key_files};
 pub use log::{LogStats, Maintenance, ShardLog};
 pub use metrics::{
     GROUP_APPENDS_BOUNDS, HistogramSnapshot, JOURNAL_COMMIT_LOGS_BOUNDS, LogMetrics,

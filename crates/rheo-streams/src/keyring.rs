@@ -45,7 +45,8 @@ pub enum KeyringSource {
 pub struct KeyVersion {
     /// 1, 2, ...: the newest wraps new data keys.
     pub version: u32,
-    /// The 256-bit material, as 64 hexadecimal digits.
+    /// The 256-bit material, as 64 hexadecimal digits; empty once the version is retired
+    /// (`rheo keys retire`, when no stored data needs it any more).
     pub material: String,
     /// When it was made, ms since the epoch.
     pub created_ms: i64,
@@ -145,7 +146,14 @@ impl KeyringDoc {
                         key.id
                     ));
                 }
-                if unhex(&version.material).is_none() {
+                let newest = at + 1 == key.versions.len();
+                if version.material.is_empty() && newest {
+                    return Err(format!(
+                        "key {}: the current version {} has no material",
+                        key.id, version.version
+                    ));
+                }
+                if !version.material.is_empty() && unhex(&version.material).is_none() {
                     return Err(format!(
                         "key {} version {}: material must be 64 hexadecimal digits",
                         key.id, version.version
@@ -204,6 +212,25 @@ impl KeyringDoc {
             created_ms: now_ms(),
         });
         Ok(version)
+    }
+
+    /// Retires an old version of `key`: its material is erased. Refused for the current
+    /// version; the caller checks that no stored data needs it.
+    pub fn retire(&mut self, key: &str, version: u32) -> Result<(), String> {
+        let entry = self.entry_mut(key)?;
+        let newest = entry.versions.len() as u32;
+        if version == newest {
+            return Err(format!(
+                "version {version} is the current one; rotate first"
+            ));
+        }
+        let found = entry
+            .versions
+            .iter_mut()
+            .find(|candidate| candidate.version == version)
+            .ok_or_else(|| format!("{key} has no version {version}"))?;
+        found.material.clear();
+        Ok(())
     }
 
     /// Points `alias` at `key` (an id or alias).
@@ -476,7 +503,8 @@ impl KeyProvider for Keyring {
             .versions
             .iter()
             .find(|candidate| candidate.version == version)
-            .map(|found| KeyMaterial(unhex(&found.material).expect("validated material")))
+            .and_then(|found| unhex(&found.material))
+            .map(KeyMaterial)
             .ok_or_else(|| KeyFault::VersionMissing {
                 key_id: key_id.to_string(),
                 version,

@@ -128,6 +128,22 @@ enum StreamAction {
         /// `provisioned` or `on-demand`.
         mode: String,
     },
+    /// Encrypt every record written from now on under a key of the server's keyring.
+    Encrypt {
+        /// Stream name.
+        name: String,
+        /// A key id, key ARN, alias or alias ARN.
+        #[arg(long, default_value = "alias/aws/kinesis")]
+        key: String,
+    },
+    /// Store records written from now on unencrypted (stored ones stay encrypted).
+    Unencrypt {
+        /// Stream name.
+        name: String,
+        /// The key the stream is encrypted with, in any form `encrypt` takes.
+        #[arg(long, default_value = "alias/aws/kinesis")]
+        key: String,
+    },
     /// Delete a stream and its data.
     Delete {
         /// Stream name.
@@ -141,6 +157,30 @@ enum StreamAction {
 pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
     let mut client = args.endpoint.kinesis().await?;
     match args.action {
+        StreamAction::Encrypt { name, key } => {
+            client
+                .start_stream_encryption(pb::StartStreamEncryptionRequest {
+                    stream_name: name.clone(),
+                    encryption_type: "KMS".into(),
+                    key_id: key.clone(),
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?;
+            println!("{name}: records written from now on are encrypted under {key}");
+        }
+        StreamAction::Unencrypt { name, key } => {
+            client
+                .stop_stream_encryption(pb::StopStreamEncryptionRequest {
+                    stream_name: name.clone(),
+                    encryption_type: "KMS".into(),
+                    key_id: key,
+                    ..Default::default()
+                })
+                .await
+                .map_err(explain)?;
+            println!("{name}: records written from now on are stored unencrypted");
+        }
         StreamAction::Create {
             name,
             shards,
@@ -207,6 +247,10 @@ pub(crate) async fn stream(args: StreamArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or("?")
             );
             println!("retention:  {} hours", summary.retention_period_hours);
+            match &summary.key_id {
+                Some(key) => println!("encryption: {} ({key})", summary.encryption_type),
+                None => println!("encryption: {}", summary.encryption_type),
+            }
             println!("max record: {} KiB", summary.max_record_size_in_kib);
             for shard in list_shards(&mut client, &name).await? {
                 let range = shard.hash_key_range.unwrap_or_default();

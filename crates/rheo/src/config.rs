@@ -59,6 +59,11 @@ pub(crate) struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "RHEO_TLS_KEY", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Keyring of encrypted streams' keys (a JSON file only its owner may read; `rheo keys`
+    /// manages it). The environment variable RHEO_KEYRING may hold the keyring's JSON
+    /// instead [default: <data_dir>/keyring.json, created at first start].
+    #[arg(long, env = "RHEO_KEYRING_FILE")]
+    pub(crate) keyring: Option<PathBuf>,
 }
 
 /// The TOML file: every key optional.
@@ -84,6 +89,34 @@ struct FileConfig {
     kinesis_listen: Option<SocketAddr>,
     tls: Option<TlsFile>,
     journal: Option<JournalFile>,
+    encryption: Option<EncryptionFile>,
+}
+
+/// The `[encryption]` table: where the keyring is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EncryptionFile {
+    keyring: Option<PathBuf>,
+}
+
+/// The keyring source: a file from the flag or the `[encryption]` table, or the JSON in
+/// RHEO_KEYRING, or the default under the data directory.
+fn keyring_source(
+    flag: Option<PathBuf>,
+    file: Option<EncryptionFile>,
+    inline: Option<String>,
+) -> anyhow::Result<rheo_streams::keyring::KeyringSource> {
+    use rheo_streams::keyring::KeyringSource;
+    let path = flag.or(file.and_then(|table| table.keyring));
+    Ok(match (path, inline) {
+        (Some(_), Some(_)) => bail!(
+            "the keyring is given twice: as a file and in {}; choose one",
+            rheo_streams::keyring::KEYRING_ENV
+        ),
+        (Some(path), None) => KeyringSource::File(path),
+        (None, Some(json)) => KeyringSource::Inline(json),
+        (None, None) => KeyringSource::Default,
+    })
 }
 
 /// The `[journal]` table: when the node journal is checkpointed.
@@ -273,6 +306,11 @@ impl ServeArgs {
             store.segment_max_bytes = bytes;
         }
         file.journal.unwrap_or_default().apply(&mut store.journal)?;
+        store.keyring = keyring_source(
+            self.keyring.clone(),
+            file.encryption,
+            std::env::var(rheo_streams::keyring::KEYRING_ENV).ok(),
+        )?;
         if let Some(region) = file.region {
             store.region = region;
         }
@@ -378,7 +416,7 @@ mod tests {
         let path = dir.path().join("rheo.toml");
         std::fs::write(
             &path,
-            "reshard_delay = \"500ms\"\n[journal]\ncheckpoint_bytes = 2097152\ncheckpoint_interval = \"5s\"\n[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n",
+            "reshard_delay = \"500ms\"\n[journal]\ncheckpoint_bytes = 2097152\ncheckpoint_interval = \"5s\"\n[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n[encryption]\nkeyring = \"/etc/rheo/keyring.json\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -396,8 +434,13 @@ mod tests {
             kinesis_listen: None,
             tls_cert: None,
             tls_key: None,
+            keyring: None,
         };
         let store = args.resolve().unwrap().store;
+        assert_eq!(
+            store.keyring,
+            rheo_streams::keyring::KeyringSource::File("/etc/rheo/keyring.json".into())
+        );
         assert_eq!(store.reshard_delay, Duration::from_millis(500));
         assert_eq!(store.journal.checkpoint_bytes, 2 * 1024 * 1024);
         assert_eq!(store.journal.checkpoint_interval, Duration::from_secs(5));

@@ -7,6 +7,7 @@ mod client;
 mod config;
 mod consumer;
 mod disk_floor;
+mod keys;
 mod stats;
 
 use std::process::ExitCode;
@@ -33,10 +34,16 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(config::ServeArgs),
-    /// Check every log in a data directory and report corruption (exit 1 if any).
+    /// Check every log in a data directory and report corruption (exit 1 if any). Encrypted
+    /// segments are decrypted and checked with the keyring (`--keyring`, RHEO_KEYRING, or the
+    /// data directory's default keyring); without one their checksums are checked and a
+    /// warning says their records were not.
     Verify {
         /// The data directory (the server need not be stopped, but a live one may show torn tails).
         data_dir: std::path::PathBuf,
+        /// The keyring file.
+        #[arg(long, env = "RHEO_KEYRING_FILE")]
+        keyring: Option<std::path::PathBuf>,
     },
     /// Create, list, describe or delete streams.
     Stream(client::StreamArgs),
@@ -46,6 +53,8 @@ enum Command {
     Read(client::ReadArgs),
     /// Register, list or deregister enhanced fan-out consumers.
     Consumer(consumer::ConsumerArgs),
+    /// Manage the keyring of encrypted streams: create, list, rotate, alias, disable, retire.
+    Keys(keys::KeysArgs),
     /// Move a testbed server's clock.
     Clock(client::ClockArgs),
     /// A live per-shard view of a server: rates, lag, disk (from its /metrics).
@@ -197,8 +206,23 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     served.map_err(|error| anyhow::anyhow!(error))
 }
 
-fn verify(data_dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let report = rheo_storage::verify_tree(&rheo_storage::io::StdFs, data_dir)?;
+fn verify(
+    data_dir: &std::path::Path,
+    keyring: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use rheo_streams::keyring::{DEFAULT_KEYRING_FILE, KEYRING_ENV, Keyring, KeyringSource};
+    let default = data_dir.join(DEFAULT_KEYRING_FILE);
+    let source = match (keyring, std::env::var(KEYRING_ENV).ok()) {
+        (Some(path), _) => Some(KeyringSource::File(path)),
+        (None, Some(json)) => Some(KeyringSource::Inline(json)),
+        (None, None) if default.exists() => Some(KeyringSource::File(default)),
+        (None, None) => None,
+    };
+    let keys: Option<Arc<dyn rheo_storage::KeyProvider>> = match source {
+        Some(source) => Some(Arc::new(Keyring::open(source, data_dir)?)),
+        None => None,
+    };
+    let report = rheo_storage::verify_tree_with_keys(&rheo_storage::io::StdFs, data_dir, keys)?;
     println!("{report}");
     Ok(if report.corruptions() == 0 {
         ExitCode::SUCCESS
@@ -213,12 +237,13 @@ async fn main() -> ExitCode {
     init_tracing();
     let result = match cli.command {
         Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
-        Command::Verify { data_dir } => verify(&data_dir),
+        Command::Verify { data_dir, keyring } => verify(&data_dir, keyring),
         Command::Stream(args) => client::stream(args).await,
         Command::Put(args) => client::put(args).await,
         Command::Read(args) => client::read(args).await,
         Command::Consumer(args) => consumer::consumer(args).await,
         Command::Clock(args) => client::clock(args).await,
+        Command::Keys(args) => keys::keys(args),
         Command::Stats(args) => stats::stats(args).await,
         Command::Probe(args) => stats::probe(args).await,
         Command::Bench(args) => bench::run(args).await,

@@ -25,7 +25,7 @@ pub(crate) async fn put_record(
     Ok(pb::PutRecordResponse {
         shard_id,
         sequence_number,
-        encryption_type: "NONE".into(),
+        encryption_type: encryption_type(store, &name),
     })
 }
 
@@ -74,8 +74,17 @@ pub(crate) async fn put_records(
     Ok(pb::PutRecordsResponse {
         failed_record_count,
         records,
-        encryption_type: "NONE".into(),
+        encryption_type: encryption_type(store, &name),
     })
+}
+
+/// The EncryptionType of a put's answer: whether the stream encrypts new records (read just
+/// after the put; a StartStreamEncryption racing the put may make them differ).
+fn encryption_type(store: &Store, name: &str) -> String {
+    store
+        .encryption(name)
+        .map_or("NONE", |encryption| encryption.type_name())
+        .into()
 }
 
 /// The starting position GetShardIterator and SubscribeToShard share.

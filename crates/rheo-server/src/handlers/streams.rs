@@ -100,7 +100,8 @@ pub(crate) fn describe_stream(
             has_more_shards,
             retention_period_hours: info.retention_hours as i32,
             stream_creation_timestamp_ms: info.created_ms,
-            encryption_type: "NONE".into(),
+            encryption_type: info.encryption.type_name().into(),
+            key_id: info.encryption.key_id().map(str::to_string),
         }),
     })
 }
@@ -125,6 +126,28 @@ pub(crate) async fn decrease_retention(
         .change_retention(&name, i64::from(request.retention_period_hours), false)
         .await?;
     Ok(pb::DecreaseStreamRetentionPeriodResponse {})
+}
+
+pub(crate) async fn start_encryption(
+    store: &Store,
+    request: pb::StartStreamEncryptionRequest,
+) -> Result<pb::StartStreamEncryptionResponse> {
+    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+    store
+        .start_stream_encryption(&name, &request.encryption_type, &request.key_id)
+        .await?;
+    Ok(pb::StartStreamEncryptionResponse {})
+}
+
+pub(crate) async fn stop_encryption(
+    store: &Store,
+    request: pb::StopStreamEncryptionRequest,
+) -> Result<pb::StopStreamEncryptionResponse> {
+    let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
+    store
+        .stop_stream_encryption(&name, &request.encryption_type, &request.key_id)
+        .await?;
+    Ok(pb::StopStreamEncryptionResponse {})
 }
 
 pub(crate) fn describe_limits(store: &Store) -> pb::DescribeLimitsResponse {

@@ -66,8 +66,13 @@ pub(crate) fn record(record: pb::Record) -> Record {
         approximate_arrival_timestamp: Timestamp(record.approximate_arrival_timestamp_ms),
         data: Blob(record.data),
         partition_key: record.partition_key,
-        encryption_type: "NONE",
+        encryption_type: encryption_type(&record.encryption_type),
     }
+}
+
+/// The EncryptionType a gRPC answer carries, as the `'static` name the HTTP models hold.
+pub(crate) fn encryption_type(name: &str) -> &'static str {
+    if name == "KMS" { "KMS" } else { "NONE" }
 }
 
 fn consumer_status(value: i32) -> &'static str {

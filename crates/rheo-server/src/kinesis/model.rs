@@ -56,6 +56,8 @@ pub(crate) struct StreamInput {
     pub(crate) target_shard_count: Option<i32>,
     pub(crate) scaling_type: String,
     pub(crate) stream_mode_details: Option<StreamModeDetails>,
+    pub(crate) encryption_type: String,
+    pub(crate) key_id: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +239,8 @@ pub(crate) struct StreamDescription {
     pub(crate) stream_creation_timestamp: Timestamp,
     pub(crate) enhanced_monitoring: Vec<EnhancedMetrics>,
     pub(crate) encryption_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,6 +255,8 @@ pub(crate) struct StreamDescriptionSummary {
     pub(crate) stream_creation_timestamp: Timestamp,
     pub(crate) enhanced_monitoring: Vec<EnhancedMetrics>,
     pub(crate) encryption_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) key_id: Option<String>,
     pub(crate) open_shard_count: i32,
     pub(crate) consumer_count: i32,
     #[serde(rename = "MaxRecordSizeInKiB")]

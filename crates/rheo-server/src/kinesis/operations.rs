@@ -42,6 +42,8 @@ const OPERATIONS: &[&str] = &[
     "RegisterStreamConsumer",
     "RemoveTagsFromStream",
     "SplitShard",
+    "StartStreamEncryption",
+    "StopStreamEncryption",
     "SubscribeToShard",
     "UpdateShardCount",
     "UpdateStreamMode",
@@ -162,6 +164,26 @@ pub(crate) async fn call(store: &Store, operation: &str, format: Format, body: &
         "SplitShard" | "MergeShards" | "UpdateShardCount" | "UpdateStreamMode" => {
             reshard(store, operation, format, decode(format, body)?).await
         }
+        "StartStreamEncryption" => {
+            let input: StreamInput = decode(format, body)?;
+            let request = pb::StartStreamEncryptionRequest {
+                stream_name: input.stream_name,
+                stream_arn: input.stream_arn,
+                encryption_type: input.encryption_type,
+                key_id: input.key_id,
+            };
+            empty(streams::start_encryption(store, request).await)
+        }
+        "StopStreamEncryption" => {
+            let input: StreamInput = decode(format, body)?;
+            let request = pb::StopStreamEncryptionRequest {
+                stream_name: input.stream_name,
+                stream_arn: input.stream_arn,
+                encryption_type: input.encryption_type,
+                key_id: input.key_id,
+            };
+            empty(streams::stop_encryption(store, request).await)
+        }
         // `known` lists an operation this dispatch lacks: a bug caught by any test of it.
         _ => Err(WireError::unknown_operation(format!(
             "operation {operation} is not served by Rheo"
@@ -247,7 +269,8 @@ fn describe_summary(store: &Store, format: Format, input: StreamInput) -> Answer
                 retention_period_hours: summary.retention_period_hours,
                 stream_creation_timestamp: Timestamp(summary.stream_creation_timestamp_ms),
                 enhanced_monitoring: convert::no_enhanced_monitoring(),
-                encryption_type: "NONE",
+                encryption_type: convert::encryption_type(&summary.encryption_type),
+                key_id: summary.key_id,
                 open_shard_count: summary.open_shard_count,
                 consumer_count: summary.consumer_count,
                 max_record_size_in_kib: summary.max_record_size_in_kib,
@@ -283,7 +306,8 @@ fn describe_stream(store: &Store, format: Format, input: StreamInput) -> Answer 
                 retention_period_hours: description.retention_period_hours,
                 stream_creation_timestamp: Timestamp(description.stream_creation_timestamp_ms),
                 enhanced_monitoring: convert::no_enhanced_monitoring(),
-                encryption_type: "NONE",
+                encryption_type: convert::encryption_type(&description.encryption_type),
+                key_id: description.key_id,
             },
         },
     )

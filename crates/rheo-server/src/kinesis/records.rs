@@ -37,7 +37,7 @@ pub(super) async fn put_record(store: &Store, format: Format, input: PutRecordIn
         &Output {
             shard_id: response.shard_id,
             sequence_number: response.sequence_number,
-            encryption_type: "NONE",
+            encryption_type: convert::encryption_type(&response.encryption_type),
         },
     )
 }
@@ -78,7 +78,7 @@ pub(super) async fn put_records(store: &Store, format: Format, input: PutRecords
                     error_message: entry.error_message,
                 })
                 .collect(),
-            encryption_type: "NONE",
+            encryption_type: convert::encryption_type(&response.encryption_type),
         },
     )
 }
