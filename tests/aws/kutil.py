@@ -114,3 +114,17 @@ def all_shards(client, stream, **kwargs):
         page = client.list_shards(NextToken=page["NextToken"], MaxResults=2)
         shards.extend(page["Shards"])
     return shards
+
+
+def poll_status(client, name, wanted, within=1.0):
+    """Polls DescribeStreamSummary (bounded by `within` seconds) until the stream's status is
+    `wanted`; returns the last status seen."""
+    deadline = time.monotonic() + within
+    status = None
+    while time.monotonic() < deadline:
+        status = client.describe_stream_summary(
+            StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
+        if status == wanted:
+            break
+        time.sleep(0.05)
+    return status

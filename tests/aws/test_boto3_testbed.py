@@ -8,7 +8,7 @@ import re
 import threading
 import time
 
-from kutil import ACCOUNT, drain, expect_error, iterator, shard_id, stream_arn
+from kutil import ACCOUNT, drain, expect_error, iterator, poll_status, shard_id, stream_arn
 
 UTC = datetime.timezone.utc
 
@@ -140,14 +140,7 @@ def test_stream_is_updating_while_a_reshard_runs(limited, limited_stream):
 
     thread = threading.Thread(target=split, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 1.0
-    status = None
-    while time.monotonic() < deadline:
-        status = client.describe_stream_summary(
-            StreamName=name)["StreamDescriptionSummary"]["StreamStatus"]
-        if status == "UPDATING":
-            break
-        time.sleep(0.05)
+    status = poll_status(client, name, "UPDATING")
     assert status == "UPDATING", "the stream is UPDATING while the reshard is delayed (ref. 2.9)"
     # Another reshard meanwhile (ref. 2.9 / 4).
     expect_error("ResourceInUseException", client.merge_shards, StreamName=name,

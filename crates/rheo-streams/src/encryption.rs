@@ -78,11 +78,12 @@ impl Store {
         key_id: &str,
     ) -> Result<()> {
         check_input(encryption_type, key_id)?;
+        self.stream(name)?;
         let config = &self.inner.config;
         let key = self
             .inner
             .keyring
-            .resolve(key_id, &config.region, &config.account_id)?;
+            .resolve(key_id, &config.region, &config.account_id, false)?;
         let on = EncryptionMeta {
             key_id: key_id.to_string(),
             key: key.id,
@@ -91,7 +92,9 @@ impl Store {
     }
 
     /// StopStreamEncryption: records written from now on are stored unencrypted; records
-    /// already stored stay encrypted and readable.
+    /// already stored stay encrypted and readable. `key_id` must name a key of the keyring
+    /// (disabled ones too) and, if the stream is encrypted, the key it is encrypted under; on a
+    /// stream that is not encrypted the call changes nothing and succeeds.
     pub async fn stop_stream_encryption(
         &self,
         name: &str,
@@ -99,6 +102,21 @@ impl Store {
         key_id: &str,
     ) -> Result<()> {
         check_input(encryption_type, key_id)?;
+        let stream = self.stream(name)?;
+        let config = &self.inner.config;
+        let key = self
+            .inner
+            .keyring
+            .resolve(key_id, &config.region, &config.account_id, true)?;
+        let current = lock(&stream.meta).encryption.clone();
+        if let Some(on) = current
+            && on.key != key.id
+        {
+            return Err(StreamsError::InvalidArgument(format!(
+                "Stream {name} under account {} is encrypted with key '{}', not with '{key_id}'",
+                config.account_id, on.key_id
+            )));
+        }
         self.change_encryption(name, None).await
     }
 
@@ -149,16 +167,26 @@ impl Store {
             .encryption
             .as_ref()
             .map(|on| on.key.clone());
+        let config = &self.inner.config;
         match key {
-            Some(key) => self.inner.keyring.check_usable(&key),
+            Some(key) => self
+                .inner
+                .keyring
+                .check_usable(&key, &config.region, &config.account_id),
             None => Ok(()),
         }
     }
 
-    /// Picks up a changed keyring file and rewraps every key file under the newest key
-    /// versions. Blocks on I/O; the maintenance task calls it.
+    /// Picks up a changed keyring file and, then and once after the store opens (a rotation
+    /// may have happened while the server was down, or in a keyring from the environment),
+    /// rewraps every key file under the newest key versions. Blocks on I/O; the maintenance
+    /// task calls it.
     pub(crate) fn refresh_keyring(&self) {
-        if !self.inner.keyring.reload_if_changed() {
+        use std::sync::atomic::Ordering;
+        if self.inner.keyring.reload_if_changed() {
+            self.inner.rewrap_due.store(true, Ordering::SeqCst);
+        }
+        if !self.inner.rewrap_due.swap(false, Ordering::SeqCst) {
             return;
         }
         let streams: Vec<_> = self.registry().values().cloned().collect();

@@ -206,6 +206,54 @@ async fn unknown_disabled_and_malformed_keys_get_kinesis_errors() {
         ),
         "KMSDisabledException"
     );
+    // Stop checks its key too: it must exist, may be disabled, and must be the stream's.
+    assert_eq!(
+        name(
+            store
+                .stop_stream_encryption("s", "KMS", "alias/missing")
+                .await
+        ),
+        "KMSNotFoundException"
+    );
+    assert_eq!(
+        name(
+            store
+                .stop_stream_encryption("t", "KMS", "alias/missing")
+                .await
+        ),
+        "ResourceNotFoundException",
+        "the stream is looked up before the key"
+    );
+    assert_eq!(
+        name(
+            store
+                .start_stream_encryption("t", "KMS", "alias/missing")
+                .await
+        ),
+        "ResourceNotFoundException",
+        "the stream is looked up before the key"
+    );
+    let mut doc = crate::keyring::read_file(&path).unwrap();
+    doc.create("", Some("alias/other")).unwrap();
+    crate::keyring::write_file(&path, &doc).unwrap();
+    store.maintain().await;
+    assert_eq!(
+        name(
+            store
+                .stop_stream_encryption("s", "KMS", "alias/other")
+                .await
+        ),
+        "InvalidArgumentException",
+        "another key than the stream's"
+    );
+    store
+        .stop_stream_encryption("s", "KMS", DEFAULT_ALIAS)
+        .await
+        .expect("a disabled key stops its own encryption");
+    store
+        .stop_stream_encryption("s", "KMS", DEFAULT_ALIAS)
+        .await
+        .expect("stopping an unencrypted stream changes nothing");
 }
 
 #[tokio::test]

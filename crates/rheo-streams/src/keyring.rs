@@ -263,6 +263,12 @@ impl KeyringDoc {
     }
 }
 
+fn disabled(id: &str, region: &str, account: &str) -> StreamsError {
+    StreamsError::KmsDisabled(format!(
+        "Key 'arn:aws:kms:{region}:{account}:key/{id}' is disabled"
+    ))
+}
+
 fn check_alias_name(alias: &str) -> std::result::Result<(), String> {
     let name = alias
         .strip_prefix("alias/")
@@ -435,8 +441,14 @@ impl Keyring {
     }
 
     /// Resolves a KeyId in any form Kinesis accepts to a key that can encrypt: unknown is
-    /// KMSNotFoundException, disabled KMSDisabledException.
-    pub fn resolve(&self, key_id: &str, region: &str, account: &str) -> Result<ResolvedKey> {
+    /// KMSNotFoundException, disabled KMSDisabledException (unless `disabled_ok`).
+    pub fn resolve(
+        &self,
+        key_id: &str,
+        region: &str,
+        account: &str,
+        disabled_ok: bool,
+    ) -> Result<ResolvedKey> {
         let not_found = || {
             StreamsError::KmsNotFound(format!(
                 "Key '{key_id}' does not exist in the server's keyring"
@@ -459,19 +471,22 @@ impl Keyring {
         let doc = self.doc();
         let id = doc.resolve_local(&local).map_err(|_| not_found())?;
         let entry = doc.key(&id).expect("resolved ids exist");
-        if !entry.enabled {
-            return Err(StreamsError::KmsDisabled(format!(
-                "Key 'arn:aws:kms:{region}:{account}:key/{id}' is disabled"
-            )));
+        if !entry.enabled && !disabled_ok {
+            return Err(disabled(&id, region, account));
         }
         Ok(ResolvedKey { id })
     }
 
     /// Whether new records may be encrypted under key `id`: the check a put makes.
-    pub fn check_usable(&self, id: &str) -> Result<()> {
-        self.current(id)
-            .map(|_| ())
-            .map_err(StreamsError::from_key_fault)
+    pub fn check_usable(&self, id: &str, region: &str, account: &str) -> Result<()> {
+        match self.current(id) {
+            Ok(_) => Ok(()),
+            Err(KeyFault::Disabled(_)) => Err(disabled(id, region, account)),
+            Err(KeyFault::NotFound(_)) => Err(StreamsError::KmsNotFound(format!(
+                "Key 'arn:aws:kms:{region}:{account}:key/{id}' does not exist in the server's keyring"
+            ))),
+            Err(fault) => Err(StreamsError::from_key_fault(fault)),
+        }
     }
 
     /// Every key with its versions and aliases, for `rheo keys list`.
@@ -531,7 +546,9 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        let default = ring.resolve(DEFAULT_ALIAS, "us-east-1", "1").unwrap();
+        let default = ring
+            .resolve(DEFAULT_ALIAS, "us-east-1", "1", false)
+            .unwrap();
         let forms = [
             default.id.clone(),
             format!("arn:aws:kms:us-east-1:1:key/{}", default.id),
@@ -539,7 +556,7 @@ mod tests {
         ];
         for form in forms {
             assert_eq!(
-                ring.resolve(&form, "us-east-1", "1").unwrap(),
+                ring.resolve(&form, "us-east-1", "1", false).unwrap(),
                 default,
                 "{form}"
             );
@@ -550,13 +567,13 @@ mod tests {
             format!("arn:aws:kms:eu-west-1:1:key/{}", default.id),
             format!("arn:aws:kms:us-east-1:2:key/{}", default.id),
         ] {
-            let error = ring.resolve(&unknown, "us-east-1", "1").unwrap_err();
+            let error = ring.resolve(&unknown, "us-east-1", "1", false).unwrap_err();
             assert_eq!(error.kinesis_name(), "KMSNotFoundException", "{unknown}");
         }
         // Reopening reads the same keys.
         assert_eq!(
             keyring(dir.path())
-                .resolve(DEFAULT_ALIAS, "us-east-1", "1")
+                .resolve(DEFAULT_ALIAS, "us-east-1", "1", false)
                 .unwrap(),
             default
         );
@@ -599,7 +616,7 @@ mod tests {
     fn rotation_adds_versions_and_disabled_keys_refuse_new_data_keys_only() {
         let dir = tempfile::tempdir().unwrap();
         let ring = keyring(dir.path());
-        let id = ring.resolve(DEFAULT_ALIAS, "r", "a").unwrap().id;
+        let id = ring.resolve(DEFAULT_ALIAS, "r", "a", false).unwrap().id;
         let (v1, m1) = ring.current(&id).unwrap();
         assert_eq!(v1, 1);
         let path = dir.path().join(DEFAULT_KEYRING_FILE);
@@ -615,8 +632,12 @@ mod tests {
             "old versions still unwrap"
         );
         assert!(matches!(ring.current(&id), Err(KeyFault::Disabled(_))));
+        assert!(
+            ring.resolve(DEFAULT_ALIAS, "r", "a", true).is_ok(),
+            "stopping encryption may name a disabled key"
+        );
         assert_eq!(
-            ring.resolve(DEFAULT_ALIAS, "r", "a")
+            ring.resolve(DEFAULT_ALIAS, "r", "a", false)
                 .unwrap_err()
                 .kinesis_name(),
             "KMSDisabledException"

@@ -61,6 +61,7 @@ pub(crate) fn load(
             #[cfg(test)]
             crash_at: std::sync::Mutex::new(Vec::new()),
             keyring: keyring.clone(),
+            rewrap_due: std::sync::atomic::AtomicBool::new(false),
             journal: journal.clone(),
         }),
     };

@@ -86,6 +86,9 @@ pub(crate) struct Inner {
     pub(crate) crash_at: Mutex<Vec<&'static str>>,
     /// The key-encryption keys of encrypted streams.
     pub(crate) keyring: Arc<crate::keyring::Keyring>,
+    /// Set at open and when the keyring changes: the next maintenance pass rewraps stored data
+    /// keys under the newest key versions.
+    pub(crate) rewrap_due: std::sync::atomic::AtomicBool,
     /// The node journal every shard log commits through. Last, so it is dropped after the
     /// streams: dropping it drains and checkpoints their appends.
     pub(crate) journal: Arc<Journal>,
@@ -196,6 +199,7 @@ impl Store {
                 #[cfg(test)]
                 crash_at: Mutex::new(Vec::new()),
                 keyring,
+                rewrap_due: std::sync::atomic::AtomicBool::new(true),
                 journal,
             }),
         })

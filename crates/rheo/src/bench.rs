@@ -52,6 +52,9 @@ pub(crate) struct BenchArgs {
     /// Needs `--rate`.
     #[arg(long, value_name = "DIR")]
     disk_floor: Option<std::path::PathBuf>,
+    /// Encrypt the benchmark stream under this key (e.g. `alias/aws/kinesis`) before the run.
+    #[arg(long, value_name = "KEY_ID")]
+    encrypt: Option<String>,
     #[command(flatten)]
     endpoint: crate::client::Endpoint,
 }
@@ -89,6 +92,18 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<std::process::ExitCod
     let mut admin = connect(&args).await?;
     let stream = format!("bench-{}", std::process::id());
     let shard_ids = crate::client::create_bench_stream(&mut admin, &stream, args.shards).await?;
+    if let Some(key) = &args.encrypt {
+        admin
+            .start_stream_encryption(pb::StartStreamEncryptionRequest {
+                stream_name: stream.clone(),
+                encryption_type: "KMS".into(),
+                key_id: key.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(crate::client::explain)?;
+        println!("stream {stream}: encrypted under {key}");
+    }
     println!(
         "stream {stream}: {} shards, {} producers, {} records of {} B per call ({}), {} consumers, {}",
         args.shards,

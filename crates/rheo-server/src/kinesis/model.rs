@@ -56,8 +56,8 @@ pub(crate) struct StreamInput {
     pub(crate) target_shard_count: Option<i32>,
     pub(crate) scaling_type: String,
     pub(crate) stream_mode_details: Option<StreamModeDetails>,
-    pub(crate) encryption_type: String,
-    pub(crate) key_id: String,
+    pub(crate) encryption_type: Option<String>,
+    pub(crate) key_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -166,21 +166,23 @@ pub(crate) async fn call(store: &Store, operation: &str, format: Format, body: &
         }
         "StartStreamEncryption" => {
             let input: StreamInput = decode(format, body)?;
+            let (encryption_type, key_id) = encryption_members(&input)?;
             let request = pb::StartStreamEncryptionRequest {
                 stream_name: input.stream_name,
                 stream_arn: input.stream_arn,
-                encryption_type: input.encryption_type,
-                key_id: input.key_id,
+                encryption_type,
+                key_id,
             };
             empty(streams::start_encryption(store, request).await)
         }
         "StopStreamEncryption" => {
             let input: StreamInput = decode(format, body)?;
+            let (encryption_type, key_id) = encryption_members(&input)?;
             let request = pb::StopStreamEncryptionRequest {
                 stream_name: input.stream_name,
                 stream_arn: input.stream_arn,
-                encryption_type: input.encryption_type,
-                key_id: input.key_id,
+                encryption_type,
+                key_id,
             };
             empty(streams::stop_encryption(store, request).await)
         }
@@ -189,6 +191,22 @@ pub(crate) async fn call(store: &Store, operation: &str, format: Format, body: &
             "operation {operation} is not served by Rheo"
         ))),
     }
+}
+
+/// EncryptionType and KeyId, which both encryption operations require: a missing one is the
+/// validation error Kinesis gives for a null member.
+fn encryption_members(input: &StreamInput) -> Result<(String, String), WireError> {
+    let required = |value: &Option<String>, member: &str| {
+        value.clone().ok_or_else(|| {
+            WireError::from_domain(rheo_streams::StreamsError::Validation(format!(
+                "1 validation error detected: Value null at '{member}' failed to satisfy constraint: Member must not be null"
+            )))
+        })
+    };
+    Ok((
+        required(&input.encryption_type, "encryptionType")?,
+        required(&input.key_id, "keyId")?,
+    ))
 }
 
 async fn create_stream(store: &Store, input: CreateStreamInput) -> Answer {
