@@ -890,6 +890,71 @@ async fn the_sdk_starts_and_stops_stream_encryption() {
         "a modeled KMSNotFoundException: {unknown:?}"
     );
 
+    // Every KeyId form Kinesis accepts names the same key; a disabled key is refused.
+    let keyring_path = dir.path().join("keyring.json");
+    let mut keyring = rheo_streams::keyring::read_file(&keyring_path).expect("default keyring");
+    let id = keyring.aliases["alias/aws/kinesis"].clone();
+    let other = keyring.create("", Some("alias/other")).unwrap();
+    keyring.set_enabled(&other, false).unwrap();
+    rheo_streams::keyring::write_file(&keyring_path, &keyring).unwrap();
+    let forms = [
+        id.clone(),
+        format!("arn:aws:kms:us-east-1:000000000000:key/{id}"),
+        "arn:aws:kms:us-east-1:000000000000:alias/aws/kinesis".to_string(),
+    ];
+    for form in &forms {
+        client
+            .start_stream_encryption()
+            .stream_name("sealed")
+            .encryption_type(EncryptionType::Kms)
+            .key_id(form)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{form}: {error:?}"));
+        let summary = client
+            .describe_stream_summary()
+            .stream_name("sealed")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            summary.stream_description_summary().unwrap().key_id(),
+            Some(form.as_str())
+        );
+        client
+            .stop_stream_encryption()
+            .stream_name("sealed")
+            .encryption_type(EncryptionType::Kms)
+            .key_id(form)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("stop {form}: {error:?}"));
+    }
+    // The server takes up the changed keyring file within a maintenance pass.
+    let mut disabled = None;
+    for _ in 0..50 {
+        let error = client
+            .start_stream_encryption()
+            .stream_name("sealed")
+            .encryption_type(EncryptionType::Kms)
+            .key_id("alias/other")
+            .send()
+            .await
+            .unwrap_err();
+        if error.code() == Some("KMSDisabledException") {
+            disabled = Some(error);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let disabled = disabled.expect("a disabled key is refused once the keyring is reloaded");
+    assert!(
+        disabled
+            .as_service_error()
+            .is_some_and(|error| error.is_kms_disabled_exception()),
+        "{disabled:?}"
+    );
+
     let put_one = |data: &'static str| {
         client
             .put_record()
