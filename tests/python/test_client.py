@@ -1,5 +1,6 @@
 """The any-language promise: a Python client generated from proto/ with grpcio-tools creates a
-stream, puts and reads records, and branches on the Kinesis error names the server sends."""
+stream, puts and reads records, encrypts a stream, and branches on the Kinesis error names the
+server sends."""
 
 import grpc
 import pytest
@@ -126,3 +127,31 @@ def test_subscribe_to_shard_pushes_records(client):
             starting_position=pb2.StartingPosition(type=pb2.LATEST),
         ), timeout=30)))
     assert kinesis_error(in_use.value) == "ResourceInUseException"
+
+
+def test_server_side_encryption(client):
+    pb2, stub = client
+    stub.CreateStream(pb2.CreateStreamRequest(stream_name="py-sealed", shard_count=1))
+    with pytest.raises(grpc.RpcError) as unknown:
+        stub.StartStreamEncryption(pb2.StartStreamEncryptionRequest(
+            stream_name="py-sealed", encryption_type="KMS", key_id="alias/not-there"))
+    assert unknown.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert kinesis_error(unknown.value) == "KMSNotFoundException"
+
+    stub.StartStreamEncryption(pb2.StartStreamEncryptionRequest(
+        stream_name="py-sealed", encryption_type="KMS", key_id="alias/aws/kinesis"))
+    summary = stub.DescribeStreamSummary(
+        pb2.DescribeStreamSummaryRequest(stream_name="py-sealed")).stream_description_summary
+    assert (summary.encryption_type, summary.key_id) == ("KMS", "alias/aws/kinesis")
+    put = stub.PutRecord(pb2.PutRecordRequest(stream_name="py-sealed", partition_key="a", data=b"sealed"))
+    assert put.encryption_type == "KMS"
+    stub.StopStreamEncryption(pb2.StopStreamEncryptionRequest(
+        stream_name="py-sealed", encryption_type="KMS", key_id="alias/aws/kinesis"))
+    after = stub.PutRecord(pb2.PutRecordRequest(stream_name="py-sealed", partition_key="a", data=b"plain"))
+    assert after.encryption_type == "NONE"
+
+    iterator = stub.GetShardIterator(pb2.GetShardIteratorRequest(
+        stream_name="py-sealed", shard_id=put.shard_id, shard_iterator_type=pb2.TRIM_HORIZON,
+    )).shard_iterator
+    records = stub.GetRecords(pb2.GetRecordsRequest(shard_iterator=iterator)).records
+    assert [(r.data, r.encryption_type) for r in records] == [(b"sealed", "KMS"), (b"plain", "NONE")]
