@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use crate::crypto::KeySlot;
 use crate::error::{Error, Result};
-use crate::log::{ShardLog, lock};
+use crate::format::FILE_HEADER_LEN;
+use crate::log::{ShardLog, Writer, create_segment, lock};
 
 /// Where stored data stands with key-encryption keys: for `rheo keys` and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,6 +58,83 @@ impl ShardLog {
             }
             Err(error) => Err(error),
         }
+    }
+
+    /// True if the active segment may take the next batch as the encryption target asks:
+    /// plaintext for no key, else encrypted under that key with a data key made by this
+    /// process.
+    pub(crate) fn key_matches(&self, writer: &Writer) -> bool {
+        let target = lock(&self.key_target);
+        match (
+            &*target,
+            writer.active.key.as_ref().map(|slot| slot.loaded()),
+        ) {
+            (None, None) => true,
+            (Some(id), Some(Some(key))) => key.fresh && key.key_id == *id,
+            _ => false,
+        }
+    }
+
+    /// A fresh data key for segment `base_seq` under the target key, or `None` for plaintext.
+    /// Asks only the keyring: a refusal is an [`Error::Key`] and nothing is written.
+    pub(crate) fn prepare_target_key(
+        &self,
+        base_seq: u64,
+    ) -> Result<Option<crate::crypto::PreparedKey>> {
+        let Some(key_id) = lock(&self.key_target).clone() else {
+            return Ok(None);
+        };
+        let Some(encryption) = &self.config.encryption else {
+            return Err(Error::InvalidArgument(
+                "the log has no keyring to encrypt with".into(),
+            ));
+        };
+        crate::crypto::prepare_key(&self.dir, encryption, &key_id, base_seq).map(Some)
+    }
+
+    /// Starts a segment that matches the encryption target: seals the active one if it holds
+    /// records, else recreates it in place (an empty segment has no batch under its old key).
+    pub(crate) fn rekey(&self, writer: &mut Writer) -> Result<()> {
+        if writer.active_first_ts.is_some() {
+            return self.roll(writer);
+        }
+        let base = writer.active.base_seq;
+        let prepared = self.prepare_target_key(base)?;
+        let plaintext = prepared.is_none();
+        let created = create_segment(
+            &self.fs,
+            &self.dir,
+            base,
+            writer.active.base_ts,
+            prepared,
+            self.config.encryption.as_ref(),
+        )
+        .inspect_err(|error| self.poison(error))?;
+        if plaintext {
+            let path = self.dir.join(crate::crypto::key_name(base));
+            match self.fs.remove_file(&path) {
+                Ok(()) => self
+                    .fs
+                    .sync_dir(&self.dir)
+                    .map_err(|error| Error::io("fsync directory", &self.dir, error))
+                    .inspect_err(|error| self.poison(error))?,
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    let error = Error::io("remove", path, error);
+                    self.poison(&error);
+                    return Err(error);
+                }
+            }
+        }
+        writer.file = created.file;
+        writer.index_file = created.index_file;
+        writer.index_file_len = FILE_HEADER_LEN as u64;
+        writer.active = created.segment;
+        writer.len = FILE_HEADER_LEN as u64;
+        writer.synced_len = FILE_HEADER_LEN as u64;
+        writer.last_indexed = None;
+        self.publish(writer);
+        Ok(())
     }
 
     fn key_slots(&self) -> Vec<Arc<KeySlot>> {

@@ -4,9 +4,10 @@
 //! and one storage log per shard, all committing through one node journal. It routes partition
 //! keys to shards (MD5, big-endian u128), turns the engine's per-shard numbers into Kinesis
 //! sequence numbers, signs shard iterators, applies per-shard throughput limits, keeps enhanced
-//! fan-out consumers and their push sessions, and reports failures as [`StreamsError`]s that
-//! carry the Kinesis exception name. Front ends (gRPC and the Kinesis HTTP protocol) only
-//! translate.
+//! fan-out consumers and their push sessions, encrypts streams at rest under keys of its
+//! [`keyring`] (`encryption` holds StartStreamEncryption and StopStreamEncryption), and reports
+//! failures as [`StreamsError`]s that carry the Kinesis exception name. Front ends (gRPC and the
+//! Kinesis HTTP protocol) only translate.
 //!
 //! Every append, read and seek a request makes on a shard log goes through `engine`, which
 //! also states where each runs (async worker, blocking pool or the journal's commit thread).
