@@ -1,6 +1,7 @@
 """SigV4 verification (`[auth] mode = "sigv4"`) with boto3's real signer: a server of its own
 that knows one access key. Right key and secret pass; a wrong secret, an unknown key, a
-tampered body and a stale signature are refused with the errors Kinesis sends."""
+tampered body, a signature that does not cover the operation and a stale signature are refused
+with the errors Kinesis sends."""
 
 import datetime
 import json
@@ -118,6 +119,24 @@ def test_a_tampered_body_fails_the_signature(verifying):
     status, body = send(request, body=b'{"Limit": 1}')
     assert status == 400
     assert body["__type"] == "InvalidSignatureException"
+
+
+def test_a_signature_that_leaves_the_operation_out_is_refused(verifying):
+    # Signed without X-Amz-Target, which is then added: a captured request could otherwise be
+    # replayed as any operation taking the same body.
+    request = signed_request(verifying, b"{}")
+    del request.headers["X-Amz-Target"]
+    signer = botocore.auth.SigV4Auth(
+        botocore.credentials.Credentials(ACCESS_KEY, SECRET), "kinesis", "us-east-1")
+    del request.headers["Authorization"]
+    del request.headers["X-Amz-Date"]
+    signer.add_auth(request)
+    assert "x-amz-target" not in request.headers["Authorization"].lower()
+    request.headers["X-Amz-Target"] = "Kinesis_20131202.DeleteStream"
+    status, body = send(request)
+    assert status == 400
+    assert body["__type"] == "InvalidSignatureException"
+    assert body["message"] == "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization."
 
 
 def test_a_stale_signature_is_expired(verifying):

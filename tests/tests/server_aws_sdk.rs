@@ -1049,3 +1049,41 @@ async fn the_sdk_starts_and_stops_stream_encryption() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_signs_what_a_verifying_server_requires() {
+    // With signatures verified, every header the server insists on (host, and X-Amz-Target so
+    // a captured request cannot be replayed as another operation) is one the SDK signs, over
+    // HTTP/1.1 and HTTP/2 alike.
+    let dir = tempfile::tempdir().unwrap();
+    let options = rheo_server::ServeOptions {
+        authentication: rheo_server::Authentication::verify([(
+            "AKIDEXAMPLE".to_string(),
+            "secret".to_string(),
+        )]),
+        ..Default::default()
+    };
+    let server = TestServer::start_with_options(dir.path(), unlimited_config(), options).await;
+    for http2_only in [false, true] {
+        let http = PlainHttp::new(http2_only);
+        let client = kinesis(&server, &http);
+        let name = if http2_only { "signed-h2" } else { "signed-h1" };
+        create_provisioned(&client, name, 1).await;
+        client
+            .put_record()
+            .stream_name(name)
+            .partition_key("k")
+            .data(Blob::new("signed"))
+            .send()
+            .await
+            .expect("a signed put is accepted");
+        let versions = http.versions();
+        assert!(
+            versions
+                .iter()
+                .all(|version| (*version == http::Version::HTTP_2) == http2_only),
+            "{versions:?}"
+        );
+    }
+    server.stop().await;
+}

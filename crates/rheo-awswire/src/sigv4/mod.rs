@@ -9,7 +9,9 @@
 //! 2. it splits into `key=value` parts, has `Credential`, `Signature` and `SignedHeaders`,
 //!    and the request has `X-Amz-Date` or `Date` in a valid format, else
 //!    `IncompleteSignatureException`;
-//! 3. *(verify)* the request time is within the allowed skew of now, and `host` is signed;
+//! 3. *(verify)* the request time is within the allowed skew of now, and `host` is signed, and
+//!    so is `x-amz-target` when the request has it (else the signature would let a captured
+//!    request be replayed as another operation on the same body);
 //! 4. the algorithm is `AWS4-HMAC-SHA256` and the credential has five elements;
 //! 5. *(verify)* the scope names the expected service, `aws4_request` and the request's day;
 //! 6. *(verify)* the access key is known, else `UnrecognizedClientException`;
@@ -232,7 +234,12 @@ impl Verifier {
             Mode::AcceptAny => None,
             Mode::Verify(credentials) => {
                 self.check_clock_skew(request_unix, now)?;
-                check_host_is_signed(signed_headers)?;
+                check_signed(signed_headers, "host", "Host")?;
+                // A signature that leaves the operation out could be replayed as another
+                // operation on the same body.
+                if header_text(request.headers, "x-amz-target").is_some() {
+                    check_signed(signed_headers, "x-amz-target", "X-Amz-Target")?;
+                }
                 Some(credentials)
             }
         };
@@ -323,15 +330,16 @@ fn parse_request_time(value: &str, is_amz_date: bool) -> Result<i64, SigV4Error>
     })
 }
 
-fn check_host_is_signed(signed_headers: &str) -> Result<(), SigV4Error> {
+/// `name` (lowercase; shown as `shown`) must be one of the signed headers.
+fn check_signed(signed_headers: &str, name: &str, shown: &str) -> Result<(), SigV4Error> {
     if signed_headers
         .split(';')
-        .any(|name| name.eq_ignore_ascii_case("host"))
+        .any(|signed| signed.eq_ignore_ascii_case(name))
     {
         return Ok(());
     }
     Err(SigV4Error::InvalidSignature {
-        message: "'Host' must be a 'SignedHeader' in the AWS Authorization.".to_owned(),
+        message: format!("'{shown}' must be a 'SignedHeader' in the AWS Authorization."),
     })
 }
 

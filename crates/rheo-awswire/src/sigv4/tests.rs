@@ -276,6 +276,27 @@ fn unsigned_host_is_invalid() {
 }
 
 #[test]
+fn an_unsigned_operation_is_invalid() {
+    // A captured request whose signature leaves X-Amz-Target out could be replayed as another
+    // operation on the same body: refused before the signature is even computed.
+    let with_target = request(GOOD_AUTH, GOOD_DATE).replacen(
+        "Host:",
+        "X-Amz-Target:Kinesis_20131202.DeleteStream\nHost:",
+        1,
+    );
+    assert_eq!(
+        error_text(&strict(), &with_target, NOW),
+        (
+            "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.".to_owned(),
+            "InvalidSignatureException"
+        )
+    );
+    assert!(check(&lenient(), &with_target, unix(NOW)).is_ok());
+    // Without the header there is nothing to sign, and the test vector still verifies.
+    assert!(check(&strict(), &request(GOOD_AUTH, GOOD_DATE), unix(NOW)).is_ok());
+}
+
+#[test]
 fn content_sha256_must_match_the_body() {
     let raw = "POST / HTTP/1.1\nHost:example.amazonaws.com\nX-Amz-Content-Sha256:UNSIGNED-PAYLOAD\nAuthorization:AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=00\nX-Amz-Date:20150830T123600Z\n\n{}";
     assert_eq!(
