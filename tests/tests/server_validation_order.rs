@@ -1,4 +1,5 @@
-//! Kinesis checks a request's shape (lengths, patterns, enums) before it looks up the stream,
+//! Kinesis checks a request's shape (lengths, patterns, enums, including enum numbers the
+//! contract does not define) before it looks up the stream,
 //! shard or consumer: malformed input names the field with ValidationException even when the
 //! resource does not exist. Each case sends a malformed field to a missing resource.
 
@@ -135,6 +136,58 @@ async fn malformed_input_is_a_validation_error_before_the_lookup() {
             starting_position: Some(pb::StartingPosition {
                 r#type: pb::ShardIteratorType::AfterSequenceNumber as i32,
                 sequence_number: Some("007".into()),
+                ..Default::default()
+            }),
+        })
+    );
+    // Enum numbers the contract does not define are refused, not read as the default.
+    case!(
+        "GetShardIterator, unknown iterator type",
+        "Value '99' at 'shardIteratorType'",
+        client.get_shard_iterator(pb::GetShardIteratorRequest {
+            shard_iterator_type: 99,
+            ..iterator_request("shardId-000000000000", None)
+        })
+    );
+    case!(
+        "CreateStream, unknown stream mode",
+        "Value '7' at 'streamModeDetails.streamMode'",
+        client.create_stream(pb::CreateStreamRequest {
+            stream_name: "never-created".into(),
+            shard_count: Some(1),
+            stream_mode: 7,
+            ..Default::default()
+        })
+    );
+    case!(
+        "UpdateStreamMode, unknown stream mode",
+        "Value '9' at 'streamModeDetails.streamMode'",
+        client.update_stream_mode(pb::UpdateStreamModeRequest {
+            stream_arn: MISSING_STREAM_ARN.into(),
+            stream_mode: 9,
+            ..Default::default()
+        })
+    );
+    case!(
+        "ListShards, unknown filter type",
+        "Value '55' at 'shardFilter.type'",
+        client.list_shards(pb::ListShardsRequest {
+            stream_name: "missing".into(),
+            shard_filter: Some(pb::ShardFilter {
+                r#type: 55,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    );
+    case!(
+        "SubscribeToShard, unknown starting position type",
+        "Value '42' at 'startingPosition.type'",
+        client.subscribe_to_shard(pb::SubscribeToShardRequest {
+            consumer_arn: MISSING_CONSUMER_ARN.into(),
+            shard_id: "shardId-000000000000".into(),
+            starting_position: Some(pb::StartingPosition {
+                r#type: 42,
                 ..Default::default()
             }),
         })

@@ -75,7 +75,11 @@ pub(crate) async fn subscribe(
         .starting_position
         .ok_or_else(|| StreamsError::InvalidArgument("StartingPosition is required".into()))?;
     let start = iterator_start(
-        position.r#type(),
+        super::known(
+            position.r#type,
+            "startingPosition.type",
+            super::records::ITERATOR_TYPES,
+        )?,
         position.sequence_number,
         position.timestamp_ms,
     )?;

@@ -87,6 +87,10 @@ fn encryption_type(store: &Store, name: &str) -> String {
         .into()
 }
 
+/// The iterator types, as a validation message lists them.
+pub(crate) const ITERATOR_TYPES: &str =
+    "AFTER_SEQUENCE_NUMBER, AT_SEQUENCE_NUMBER, AT_TIMESTAMP, TRIM_HORIZON, LATEST";
+
 /// The starting position GetShardIterator and SubscribeToShard share.
 pub(crate) fn iterator_start(
     kind: pb::ShardIteratorType,
@@ -132,7 +136,11 @@ pub(crate) async fn get_shard_iterator(
 ) -> Result<pb::GetShardIteratorResponse> {
     let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
     let start = iterator_start(
-        request.shard_iterator_type(),
+        super::known(
+            request.shard_iterator_type,
+            "shardIteratorType",
+            ITERATOR_TYPES,
+        )?,
         request.starting_sequence_number,
         request.timestamp_ms,
     )?;

@@ -25,7 +25,12 @@ pub(crate) fn list_shards(
                     )
                 })
             };
-            match filter.r#type() {
+            let kind = super::known(
+                filter.r#type,
+                "shardFilter.type",
+                "AFTER_SHARD_ID, AT_TRIM_HORIZON, FROM_TRIM_HORIZON, AT_LATEST, AT_TIMESTAMP, FROM_TIMESTAMP",
+            )?;
+            match kind {
                 pb::ShardFilterType::Unspecified | pb::ShardFilterType::FromTrimHorizon => {
                     ShardFilter::FromTrimHorizon
                 }
@@ -108,7 +113,11 @@ pub(crate) async fn update_stream_mode(
     request: pb::UpdateStreamModeRequest,
 ) -> Result<pb::UpdateStreamModeResponse> {
     let name = store.resolve_name(&request.stream_name, &request.stream_arn)?;
-    let mode = match request.stream_mode() {
+    let mode = match super::known(
+        request.stream_mode,
+        "streamModeDetails.streamMode",
+        "PROVISIONED, ON_DEMAND",
+    )? {
         pb::StreamMode::Provisioned => StreamMode::Provisioned,
         pb::StreamMode::OnDemand => StreamMode::OnDemand,
         pb::StreamMode::Unspecified => {

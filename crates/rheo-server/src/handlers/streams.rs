@@ -10,7 +10,11 @@ pub(crate) async fn create_stream(
     store: &Store,
     request: pb::CreateStreamRequest,
 ) -> Result<pb::CreateStreamResponse> {
-    let mode = match request.stream_mode() {
+    let mode = match super::known(
+        request.stream_mode,
+        "streamModeDetails.streamMode",
+        "PROVISIONED, ON_DEMAND",
+    )? {
         pb::StreamMode::Unspecified => None,
         pb::StreamMode::Provisioned => Some(StreamMode::Provisioned),
         pb::StreamMode::OnDemand => Some(StreamMode::OnDemand),
