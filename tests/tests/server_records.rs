@@ -881,3 +881,48 @@ async fn limits_can_be_set_per_stream() {
     }
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_records_refuses_a_stream_arn_of_another_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), no_limits()).await;
+    let mut client = server.client().await;
+    create(&mut client, "mine", 1).await;
+    create(&mut client, "other", 1).await;
+    put(&mut client, "mine", "k", "one").await;
+    let start = iterator(
+        &mut client,
+        "mine",
+        "shardId-000000000000",
+        pb::ShardIteratorType::TrimHorizon,
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    let arn = |name: &str| format!("arn:aws:kinesis:us-east-1:000000000000:stream/{name}");
+    let read = |arn: String| pb::GetRecordsRequest {
+        shard_iterator: start.clone(),
+        stream_arn: arn,
+        ..Default::default()
+    };
+    let refused = client.get_records(read(arn("other"))).await.unwrap_err();
+    assert_eq!(reason(&refused), "InvalidArgumentException", "{refused:?}");
+    assert!(
+        refused.message().contains("belongs to stream mine"),
+        "{refused:?}"
+    );
+    let malformed = client
+        .get_records(read("stream/mine".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&malformed), "ValidationException", "{malformed:?}");
+    let records = client
+        .get_records(read(arn("mine")))
+        .await
+        .expect("the iterator's own stream")
+        .into_inner()
+        .records;
+    assert_eq!(records.len(), 1);
+    server.stop().await;
+}

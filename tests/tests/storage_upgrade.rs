@@ -46,7 +46,7 @@ async fn all_records(store: &Store) -> Vec<String> {
             .await
             .unwrap();
         loop {
-            let page = store.get_records(&iterator, None).await.unwrap();
+            let page = store.get_records(&iterator, None, "").await.unwrap();
             let empty = page.records.is_empty();
             keys.extend(page.records.into_iter().map(|record| {
                 assert_eq!(record.data.as_ref(), record.partition_key.as_bytes());

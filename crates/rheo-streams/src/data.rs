@@ -377,8 +377,13 @@ impl Store {
         Ok(self.iterator_for(&stream, &shard, resolved))
     }
 
-    /// GetRecords.
-    pub async fn get_records(&self, iterator: &str, limit: Option<i64>) -> Result<RecordsPage> {
+    /// GetRecords. `stream_arn`, if not empty, must name the stream the iterator belongs to.
+    pub async fn get_records(
+        &self,
+        iterator: &str,
+        limit: Option<i64>,
+        stream_arn: &str,
+    ) -> Result<RecordsPage> {
         if !(1..=MAX_ITERATOR_CHARS).contains(&iterator.len()) {
             return Err(StreamsError::Validation(format!(
                 "1 validation error detected: Value at 'shardIterator' failed to satisfy constraint: Member must have length between 1 and {MAX_ITERATOR_CHARS}, got {}",
@@ -394,7 +399,20 @@ impl Store {
                 )));
             }
         };
+        let named = if stream_arn.is_empty() {
+            None
+        } else {
+            Some(self.resolve_name("", stream_arn)?)
+        };
         let decoded = self.inner.key.decode_iterator(iterator)?;
+        if let Some(named) = named
+            && named != decoded.stream
+        {
+            return Err(StreamsError::InvalidArgument(format!(
+                "StreamARN {stream_arn} names stream {named}, but the shard iterator belongs to stream {}",
+                decoded.stream
+            )));
+        }
         let now = self.now_ms();
         let ttl = self.inner.config.iterator_ttl.as_millis() as i64;
         if now - decoded.issued_ms > ttl {

@@ -45,7 +45,7 @@ async fn read_all(store: &Store) -> Vec<(String, bool)> {
         .get_shard_iterator("s", "shardId-000000000000", IteratorStart::TrimHorizon)
         .await
         .unwrap();
-    let page = store.get_records(&iterator, None).await.unwrap();
+    let page = store.get_records(&iterator, None, "").await.unwrap();
     page.records
         .into_iter()
         .map(|record| {

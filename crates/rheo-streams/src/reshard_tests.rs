@@ -200,7 +200,7 @@ async fn records_in(store: &Store, shard: &str) -> usize {
         .await
         .unwrap();
     store
-        .get_records(&iterator, None)
+        .get_records(&iterator, None, "")
         .await
         .unwrap()
         .records

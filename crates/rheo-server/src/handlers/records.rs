@@ -155,7 +155,11 @@ pub(crate) async fn get_records(
     request: pb::GetRecordsRequest,
 ) -> Result<pb::GetRecordsResponse> {
     let page = store
-        .get_records(&request.shard_iterator, request.limit.map(i64::from))
+        .get_records(
+            &request.shard_iterator,
+            request.limit.map(i64::from),
+            &request.stream_arn,
+        )
         .await?;
     Ok(pb::GetRecordsResponse {
         records: page.records.into_iter().map(convert::record).collect(),
