@@ -611,6 +611,36 @@ async fn a_separate_kinesis_listener_splits_the_protocols() {
 }
 
 #[tokio::test]
+async fn a_body_cut_short_is_an_incomplete_request_not_a_large_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), unlimited_config()).await;
+    // Headers promise 100 bytes of body; 2 arrive, then the client closes its sending side.
+    let mut cut = TcpStream::connect(server.addr).await.unwrap();
+    cut.write_all(
+        b"POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-amz-json-1.1\r\n\
+          x-amz-target: Kinesis_20131202.ListStreams\r\ncontent-length: 100\r\n\r\n{}",
+    )
+    .await
+    .unwrap();
+    cut.shutdown().await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), cut.read_to_end(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(
+        answer.contains("\"__type\":\"SerializationException\"")
+            && answer.contains("could not be read"),
+        "{answer}"
+    );
+    assert!(!answer.contains("larger than"), "{answer}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_refused() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();

@@ -91,10 +91,17 @@ async fn serve(
     )
     .await
     .map_err(|_| WireError::body_timeout(http.body_timeout))?
-    .map_err(|_| {
-        WireError::too_large(format!(
-            "the request body is larger than {MAX_BODY_BYTES} bytes"
-        ))
+    .map_err(|error| {
+        let error = error.into_inner();
+        if error.is::<http_body_util::LengthLimitError>() {
+            WireError::too_large(format!(
+                "the request body is larger than {MAX_BODY_BYTES} bytes"
+            ))
+        } else {
+            // A body cut short (the connection closed before Content-Length bytes came) or
+            // otherwise unreadable: the client's request is incomplete, not too large.
+            WireError::serialization(format!("the request body could not be read: {error}"))
+        }
     })?;
     let operation = target_operation(&parts.headers)?;
     http.authentication.check(&parts, &body)?;
