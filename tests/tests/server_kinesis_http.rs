@@ -16,7 +16,7 @@ use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rheo_awswire::eventstream::{Decoder, Message};
 use rheo_server::{ServeOptions, TlsFiles};
-use rheo_tests::{TestServer, unlimited_config};
+use rheo_tests::{TestServer, reason, unlimited_config};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -750,5 +750,43 @@ async fn a_body_that_does_not_arrive_in_time_is_refused() {
         .unwrap()
         .into_inner();
     assert_eq!(streams.stream_names, vec!["after-timeout".to_owned()]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_undecodable_grpc_message_is_the_callers_serialization_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), unlimited_config()).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    // A 2-byte message: field 1 (stream_name) announced as 255 bytes long, with none following.
+    let request = Request::post(format!(
+        "http://{}/rheo.v1.Kinesis/DescribeStreamSummary",
+        server.addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(http_body_util::Full::new(Bytes::from_static(&[
+        0, 0, 0, 0, 2, 0x0a, 0xff,
+    ])))
+    .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(10), sender.send_request(request))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let mut headers = response.headers().clone();
+    let collected = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the answer ends")
+        .unwrap();
+    headers.extend(collected.trailers().cloned().unwrap_or_default());
+    let status = tonic::Status::from_header_map(&headers).expect("a gRPC status");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert_eq!(reason(&status), "SerializationException", "{status:?}");
+    assert!(status.message().contains("does not decode"), "{status:?}");
     server.stop().await;
 }

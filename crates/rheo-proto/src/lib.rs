@@ -3,6 +3,8 @@
 
 #![allow(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod codec;
+
 /// Version 1 of the API.
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic)]

@@ -8,7 +8,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// ErrorInfo domain of every Rheo error.
-pub const ERROR_DOMAIN: &str = "kinesis.rheo";
+pub use rheo_proto::codec::ERROR_DOMAIN;
 
 /// Maps a domain error to its gRPC status.
 pub fn to_status(error: StreamsError) -> Status {
