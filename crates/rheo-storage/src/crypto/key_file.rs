@@ -189,6 +189,7 @@ pub(crate) fn prepare_key(
         file: encode_key_file(&info, &data_key, &kek),
         key: Arc::new(SegmentKey {
             cipher: aead_key(&data_key),
+            context: encryption.context.clone(),
             key_id: key_id.to_string(),
             version: AtomicU32::new(version),
             fresh: true,
@@ -260,6 +261,7 @@ pub(crate) fn load_key(
     let data_key = file.unwrap(&kek).map_err(|fault| key_error(path, fault))?;
     Ok(Arc::new(SegmentKey {
         cipher: aead_key(&data_key),
+        context: info.context.clone(),
         key_id: info.key_id.clone(),
         version: AtomicU32::new(info.version),
         fresh: false,

@@ -112,6 +112,8 @@ pub struct Encryption {
 /// One segment's data key, ready to seal and open batches.
 pub(crate) struct SegmentKey {
     cipher: LessSafeKey,
+    /// The log it belongs to (the key file's context), bound into every batch's sealing.
+    pub(crate) context: String,
     pub(crate) key_id: String,
     /// The key-encryption key version its file is wrapped with (raised by a rewrap).
     pub(crate) version: AtomicU32,
@@ -141,16 +143,24 @@ pub(crate) fn random<const N: usize>() -> [u8; N] {
     bytes
 }
 
-/// What a batch's sealing binds: its header fields (sequence range, timestamp, flags) and the
-/// segment it belongs to. The data key binds the log.
-fn batch_aad(segment_base: u64, base_seq: u64, timestamp_ms: i64, count: u32) -> [u8; 36] {
-    let mut aad = [0u8; 36];
-    aad[..4].copy_from_slice(b"RHB1");
-    aad[4..12].copy_from_slice(&segment_base.to_le_bytes());
-    aad[12..20].copy_from_slice(&base_seq.to_le_bytes());
-    aad[20..28].copy_from_slice(&timestamp_ms.to_le_bytes());
-    aad[28..32].copy_from_slice(&count.to_le_bytes());
-    aad[32..36].copy_from_slice(&crate::format::BATCH_FLAG_ENCRYPTED.to_le_bytes());
+/// What a batch's sealing binds: its header fields (sequence range, timestamp, flags), the
+/// segment it belongs to and the log (stream and shard) whose context the key file names.
+fn batch_aad(
+    context: &str,
+    segment_base: u64,
+    base_seq: u64,
+    timestamp_ms: i64,
+    count: u32,
+) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(40 + context.len());
+    aad.extend_from_slice(b"RHB1");
+    aad.extend_from_slice(&segment_base.to_le_bytes());
+    aad.extend_from_slice(&base_seq.to_le_bytes());
+    aad.extend_from_slice(&timestamp_ms.to_le_bytes());
+    aad.extend_from_slice(&count.to_le_bytes());
+    aad.extend_from_slice(&crate::format::BATCH_FLAG_ENCRYPTED.to_le_bytes());
+    aad.extend_from_slice(&(context.len() as u32).to_le_bytes());
+    aad.extend_from_slice(context.as_bytes());
     aad
 }
 
@@ -176,7 +186,13 @@ impl SegmentKey {
             .cipher
             .seal_in_place_separate_tag(
                 batch_nonce(base_seq),
-                Aad::from(batch_aad(segment_base, base_seq, timestamp_ms, count)),
+                Aad::from(batch_aad(
+                    &self.context,
+                    segment_base,
+                    base_seq,
+                    timestamp_ms,
+                    count,
+                )),
                 &mut body[body_at..],
             )
             .expect("a batch body is far below AES-GCM's length limit");
@@ -197,7 +213,13 @@ impl SegmentKey {
             .cipher
             .open_in_place(
                 batch_nonce(base_seq),
-                Aad::from(batch_aad(segment_base, base_seq, timestamp_ms, count)),
+                Aad::from(batch_aad(
+                    &self.context,
+                    segment_base,
+                    base_seq,
+                    timestamp_ms,
+                    count,
+                )),
                 &mut in_out,
             )
             .ok()?
@@ -268,12 +290,14 @@ mod tests {
 
     #[test]
     fn sealed_batches_open_only_where_and_as_they_were_written() {
-        let key = SegmentKey {
+        let sealing = |context: &str| SegmentKey {
             cipher: aead_key(&[3u8; KEY_LEN]),
+            context: context.into(),
             key_id: "k".into(),
             version: AtomicU32::new(1),
             fresh: true,
         };
+        let key = sealing("s.1/shardId-000000000000");
         let mut frame = b"headerplaintext records".to_vec();
         key.seal(100, 105, 42, 3, &mut frame, 6);
         assert_eq!(frame.len(), 23 + TAG_LEN);
@@ -287,6 +311,12 @@ mod tests {
         assert_eq!(key.open(100, 106, 42, 3, body), None, "another sequence");
         assert_eq!(key.open(100, 105, 43, 3, body), None, "another timestamp");
         assert_eq!(key.open(100, 105, 42, 2, body), None, "another count");
+        let other_shard = sealing("s.1/shardId-000000000001");
+        assert_eq!(
+            other_shard.open(100, 105, 42, 3, body),
+            None,
+            "another log, even under the same data key"
+        );
         let mut flipped = body.to_vec();
         flipped[2] ^= 0x40;
         assert_eq!(key.open(100, 105, 42, 3, &flipped), None, "tampered");
