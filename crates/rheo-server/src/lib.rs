@@ -62,6 +62,29 @@ pub struct ServeOptions {
     /// then refused with 408 RequestTimeoutException, a gRPC call with DEADLINE_EXCEEDED.
     /// Default ([`None`]): [`REQUEST_BODY_TIMEOUT`].
     pub request_body_timeout: Option<Duration>,
+    /// How many client connections may be open, and when an idle one is closed.
+    pub connections: ConnectionLimits,
+}
+
+/// Bounds on client connections, over every port [`run`] serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Most connections open at once; a connection accepted beyond it is closed at once.
+    /// Default: 2,048 (under the 4,096 file descriptors `rheo serve` keeps beside its shards).
+    pub max_connections: usize,
+    /// A connection is closed when it sends nothing for this long: before its first byte (or
+    /// TLS handshake), and between HTTP/1.1 requests; an HTTP/2 connection is pinged after this
+    /// long without traffic and closed if the client does not answer. Default: 60 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            max_connections: 2048,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 /// The default deadline for receiving a request body: a client that trickles a body would
@@ -86,6 +109,7 @@ pub async fn run(
         tls,
         kinesis_listener,
         request_body_timeout,
+        connections,
     } = options;
     let tls = tls.map(|files| files.acceptor()).transpose()?;
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -144,6 +168,7 @@ pub async fn run(
         }
     }
     let mut servers = Vec::new();
+    let open = serve::OpenConnections::new(connections);
     for (listener, router) in ports {
         // Small responses must not wait for delayed ACKs (Nagle's algorithm costs 40 ms a call).
         let incoming = TcpIncoming::from(listener)
@@ -151,8 +176,9 @@ pub async fn run(
             .with_keepalive(Some(Duration::from_secs(60)));
         let mut stopped = stopped.clone();
         let tls = tls.clone();
+        let open = open.clone();
         servers.push(tokio::spawn(async move {
-            serve::serve_connections(incoming, router, tls, async move {
+            serve::serve_connections(incoming, router, tls, open, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
             .await;

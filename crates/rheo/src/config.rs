@@ -90,6 +90,8 @@ struct FileConfig {
     tls: Option<TlsFile>,
     journal: Option<JournalFile>,
     encryption: Option<EncryptionFile>,
+    max_connections: Option<usize>,
+    idle_timeout: Option<String>,
 }
 
 /// The `[encryption]` table: where the keyring is.
@@ -242,6 +244,7 @@ pub(crate) struct ServeConfig {
     /// True when the file sets `shard_limit`: it is then kept even above what the open-file
     /// limit can hold (with a warning); the default is lowered to fit instead.
     pub(crate) shard_limit_set: bool,
+    pub(crate) connections: rheo_server::ConnectionLimits,
     pub(crate) store: StoreConfig,
 }
 
@@ -341,6 +344,20 @@ impl ServeArgs {
             Some(text) => parse_duration(text).context("shutdown_delay")?,
             None => Duration::ZERO,
         };
+        let mut connections = rheo_server::ConnectionLimits::default();
+        if let Some(max) = file.max_connections {
+            if max == 0 {
+                bail!("max_connections must be at least 1");
+            }
+            connections.max_connections = max;
+        }
+        if let Some(text) = &file.idle_timeout {
+            let idle = parse_duration(text).context("idle_timeout")?;
+            if idle < Duration::from_secs(1) {
+                bail!("idle_timeout must be at least 1s, got {text}");
+            }
+            connections.idle_timeout = idle;
+        }
         let authentication = authentication(self.auth.as_deref(), file.auth.unwrap_or_default())?;
         let tls = match (self.tls_cert.clone(), self.tls_key.clone(), file.tls) {
             (Some(cert), Some(key), _) => Some(rheo_server::TlsFiles { cert, key }),
@@ -365,6 +382,7 @@ impl ServeArgs {
                 .unwrap_or_else(|| "127.0.0.1:4567".parse().expect("valid address")),
             testbed_clock: self.testbed_clock || file.testbed_clock.unwrap_or(false),
             shard_limit_set,
+            connections,
             store,
         })
     }
@@ -416,7 +434,7 @@ mod tests {
         let path = dir.path().join("rheo.toml");
         std::fs::write(
             &path,
-            "reshard_delay = \"500ms\"\n[journal]\ncheckpoint_bytes = 2097152\ncheckpoint_interval = \"5s\"\n[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n[encryption]\nkeyring = \"/etc/rheo/keyring.json\"\n",
+            "reshard_delay = \"500ms\"\nmax_connections = 100\nidle_timeout = \"90s\"\n[journal]\ncheckpoint_bytes = 2097152\ncheckpoint_interval = \"5s\"\n[fan_out]\nmax_consumers_per_stream = 50\nheartbeat = \"2s\"\nsession_lifetime = \"1h\"\ntakeover_after = \"0s\"\nrate_bytes_per_sec = 0\nevent_max_bytes = 65536\nactivation_delay = \"3s\"\n[encryption]\nkeyring = \"/etc/rheo/keyring.json\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -436,7 +454,15 @@ mod tests {
             tls_key: None,
             keyring: None,
         };
-        let store = args.resolve().unwrap().store;
+        let resolved = args.resolve().unwrap();
+        assert_eq!(
+            resolved.connections,
+            rheo_server::ConnectionLimits {
+                max_connections: 100,
+                idle_timeout: Duration::from_secs(90),
+            }
+        );
+        let store = resolved.store;
         assert_eq!(
             store.keyring,
             rheo_streams::keyring::KeyringSource::File("/etc/rheo/keyring.json".into())

@@ -199,6 +199,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         tls: config.tls.clone(),
         kinesis_listener,
         request_body_timeout: None,
+        connections: config.connections,
     };
     let served = rheo_server::run(listener, opening, options, shutdown_signal()).await;
     let _ = stop_ops.send(());
