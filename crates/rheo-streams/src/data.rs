@@ -140,12 +140,7 @@ impl Store {
     /// then writes each shard's records as one batch. Per-record results come back in request
     /// order; a record refused by a shard's throughput limit fails alone.
     pub async fn put_records(&self, name: &str, entries: Vec<PutEntry>) -> Result<Vec<PutOutcome>> {
-        if entries.is_empty() || entries.len() > MAX_PUT_RECORDS {
-            return Err(StreamsError::Validation(format!(
-                "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {MAX_PUT_RECORDS}, got {}",
-                entries.len()
-            )));
-        }
+        check_put_records_count(entries.len())?;
         for (index, entry) in entries.iter().enumerate() {
             validate_shape(entry, index)?;
         }
@@ -485,6 +480,17 @@ impl Store {
 }
 
 /// Records as read from shard `shard_index`'s log, in the model's form.
+/// PutRecords takes 1 to [`MAX_PUT_RECORDS`] records: the check, for front ends that count a
+/// request's records before they decode them all.
+pub fn check_put_records_count(count: usize) -> Result<()> {
+    if count == 0 || count > MAX_PUT_RECORDS {
+        return Err(StreamsError::Validation(format!(
+            "1 validation error detected: Value at 'records' failed to satisfy constraint: Member must have length between 1 and {MAX_PUT_RECORDS}, got {count}"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn records_out(shard_index: u32, records: Vec<Record>) -> Vec<RecordOut> {
     records
         .into_iter()

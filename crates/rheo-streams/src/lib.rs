@@ -36,7 +36,10 @@ mod token;
 mod topology;
 
 pub use config::{FanOutConfig, LimitsOverride, ShardLimits, StoreConfig};
-pub use data::{MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES};
+pub use data::{
+    MAX_GET_RECORDS, MAX_GET_RECORDS_BYTES, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES,
+    check_put_records_count,
+};
 pub use encryption::Encryption;
 pub use error::{Result, StreamsError};
 pub use hashing::{hash_partition_key, initial_ranges, parse_explicit_hash_key};

@@ -116,7 +116,59 @@ pub(crate) struct PutRecordsInput {
     pub(crate) stream_name: String,
     #[serde(rename = "StreamARN")]
     pub(crate) stream_arn: String,
-    pub(crate) records: Vec<PutRecordsEntry>,
+    pub(crate) records: Bounded<PutRecordsEntry, { rheo_streams::MAX_PUT_RECORDS }>,
+}
+
+/// A list that keeps at most `N + 1` elements while it is decoded and only counts the rest,
+/// so a body of millions of tiny elements (a 15 MiB body of empty records) costs the memory of
+/// `N + 1` of them, not of millions, before the length check refuses it.
+#[derive(Debug)]
+pub(crate) struct Bounded<T, const N: usize> {
+    /// The first `N + 1` elements.
+    pub(crate) items: Vec<T>,
+    /// How many the list held.
+    pub(crate) len: usize,
+}
+
+impl<T, const N: usize> Default for Bounded<T, N> {
+    fn default() -> Self {
+        Bounded {
+            items: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>, const N: usize> Deserialize<'de> for Bounded<T, N> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit<T, const N: usize>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>, const N: usize> serde::de::Visitor<'de> for Visit<T, N> {
+            type Value = Bounded<T, N>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut list = Bounded::default();
+                loop {
+                    let more = if list.items.len() <= N {
+                        seq.next_element::<T>()?.map(|item| list.items.push(item))
+                    } else {
+                        seq.next_element::<serde::de::IgnoredAny>()?.map(|_| ())
+                    };
+                    if more.is_none() {
+                        return Ok(list);
+                    }
+                    list.len += 1;
+                }
+            }
+        }
+        deserializer.deserialize_seq(Visit::<T, N>(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -43,11 +43,13 @@ pub(super) async fn put_record(store: &Store, format: Format, input: PutRecordIn
 }
 
 pub(super) async fn put_records(store: &Store, format: Format, input: PutRecordsInput) -> Answer {
+    domain(rheo_streams::check_put_records_count(input.records.len))?;
     let request = pb::PutRecordsRequest {
         stream_name: input.stream_name,
         stream_arn: input.stream_arn,
         records: input
             .records
+            .items
             .into_iter()
             .map(|entry| pb::PutRecordsRequestEntry {
                 data: entry.data.0,
