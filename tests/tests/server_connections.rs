@@ -1,6 +1,7 @@
 //! Client connections are bounded: a connection that sends nothing is closed after the idle
-//! timeout (before its first byte, and between HTTP/1.1 requests), and beyond the connection
-//! limit a new connection is closed at once while the open ones keep working.
+//! timeout (before its first byte, and between HTTP/1.1 requests), beyond the connection
+//! limit a new connection is closed at once while the open ones keep working, and a server out
+//! of file descriptors backs off accepting instead of spinning, then serves again.
 
 use std::time::{Duration, Instant};
 
@@ -129,4 +130,92 @@ async fn beyond_the_connection_limit_new_connections_are_closed_and_open_ones_wo
     drop(held);
     drop(again);
     server.stop().await;
+}
+
+const CHILD_ENV: &str = "RHEO_FD_CHILD";
+
+/// CPU seconds (user + system) process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The child: a server with 128 descriptors at most and no connection limit of its own, so
+/// clients can exhaust its descriptor table. Prints `READY <addr>`, then serves for 30 s.
+async fn fd_child(dir: &std::path::Path) {
+    rlimit::setrlimit(rlimit::Resource::NOFILE, 128, 128).expect("lower the open-file limit");
+    let server = TestServer::start_with_options(
+        dir,
+        unlimited_config(),
+        limits(100_000, Duration::from_secs(30)),
+    )
+    .await;
+    println!("READY {}", server.addr);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_the_accept_loop_backs_off_and_recovers() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        fd_child(std::path::Path::new(&dir)).await;
+        return;
+    }
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = rheo_tests::spawn_self(
+        "out_of_descriptors_the_accept_loop_backs_off_and_recovers",
+        CHILD_ENV,
+        dir.path(),
+    );
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("the child starts").unwrap();
+        // libtest prints `test <name> ... ` before the child's own output, on the same line.
+        if let Some((_, addr)) = line.split_once("READY ") {
+            break addr.trim().parse().unwrap();
+        }
+    };
+    // 200 connections that send a byte each: more than the child's descriptor table holds.
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let _ = stream.write_all(b"P").await;
+        flood.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_seconds(child.id());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_seconds(child.id()) - before;
+    assert!(
+        used < 0.6,
+        "the out-of-descriptors server used {used:.2} CPU-s in 2 s (an accept loop spinning uses about 2)"
+    );
+    // Once the flood is gone, the server serves again.
+    drop(flood);
+    let mut served = false;
+    for _ in 0..100 {
+        if let Ok(mut stream) = TcpStream::connect(addr).await {
+            let _ = stream.write_all(LIST_STREAMS).await;
+            let mut answer = vec![0u8; 4096];
+            if let Ok(Ok(read)) =
+                tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer)).await
+                && answer[..read].starts_with(b"HTTP/1.1 ")
+            {
+                served = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        served,
+        "the server accepted and answered once descriptors were free again"
+    );
 }
