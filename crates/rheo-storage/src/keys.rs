@@ -156,10 +156,7 @@ impl ShardLog {
         let mut rewritten = 0;
         for slot in self.key_slots() {
             match crate::crypto::rewrap(&*self.fs, &self.dir, slot.base_seq, encryption) {
-                Ok(Some(version)) => {
-                    slot.set_version(version);
-                    rewritten += 1;
-                }
+                Ok(Some(_)) => rewritten += 1,
                 Ok(None) => {}
                 Err(Error::Key { path, fault }) => {
                     tracing::warn!(path = %path.display(), %fault, "key file not rewrapped");

@@ -34,6 +34,16 @@ impl Encryption {
         }
     }
 
+    /// A stream's, from its metadata.
+    pub(crate) fn of(meta: &crate::meta::StreamMeta) -> Encryption {
+        match &meta.encryption {
+            None => Encryption::None,
+            Some(on) => Encryption::Kms {
+                key_id: on.key_id.clone(),
+            },
+        }
+    }
+
     /// The KeyId, when encrypted.
     pub fn key_id(&self) -> Option<&str> {
         match self {
@@ -155,9 +165,10 @@ impl Store {
         Ok(())
     }
 
-    /// The stream's server-side encryption.
+    /// The stream's server-side encryption. Every put answer asks: it reads the one field,
+    /// not the whole description.
     pub fn encryption(&self, name: &str) -> Result<Encryption> {
-        Ok(self.info(&*self.stream(name)?).encryption)
+        Ok(Encryption::of(&lock(&self.stream(name)?.meta)))
     }
 
     /// Refuses a put to an encrypted stream whose key cannot encrypt now (disabled, or gone

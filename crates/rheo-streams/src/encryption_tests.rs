@@ -22,6 +22,20 @@ async fn store(dir: &std::path::Path) -> Store {
         .unwrap()
 }
 
+/// A store with a one-shard stream `s`.
+async fn store_with_stream(dir: &std::path::Path) -> Store {
+    let store = store(dir).await;
+    store
+        .create_stream(CreateStream {
+            name: "s".into(),
+            shard_count: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    store
+}
+
 async fn put(store: &Store, data: &str) {
     let outcome = store
         .put_records(
@@ -77,15 +91,7 @@ fn files_containing(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
 #[tokio::test]
 async fn encryption_starts_and_stops_and_every_record_stays_readable() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
-    store
-        .create_stream(CreateStream {
-            name: "s".into(),
-            shard_count: Some(1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let store = store_with_stream(dir.path()).await;
     put(&store, "plain-1").await;
     store
         .start_stream_encryption("s", "KMS", DEFAULT_ALIAS)
@@ -128,15 +134,7 @@ async fn encryption_starts_and_stops_and_every_record_stays_readable() {
 #[tokio::test]
 async fn unknown_disabled_and_malformed_keys_get_kinesis_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
-    store
-        .create_stream(CreateStream {
-            name: "s".into(),
-            shard_count: Some(1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let store = store_with_stream(dir.path()).await;
     let name = |result: Result<()>| result.unwrap_err().kinesis_name();
     assert_eq!(
         name(
@@ -259,15 +257,7 @@ async fn unknown_disabled_and_malformed_keys_get_kinesis_errors() {
 #[tokio::test]
 async fn a_rotation_in_the_keyring_file_rewraps_stored_data_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
-    store
-        .create_stream(CreateStream {
-            name: "s".into(),
-            shard_count: Some(1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let store = store_with_stream(dir.path()).await;
     store
         .start_stream_encryption("s", "KMS", DEFAULT_ALIAS)
         .await
@@ -302,15 +292,7 @@ async fn a_rotation_in_the_keyring_file_rewraps_stored_data_keys() {
 #[tokio::test]
 async fn encryption_changes_are_limited_to_25_a_day() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store(dir.path()).await;
-    store
-        .create_stream(CreateStream {
-            name: "s".into(),
-            shard_count: Some(1),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let store = store_with_stream(dir.path()).await;
     for _ in 0..25 {
         store
             .start_stream_encryption("s", "KMS", DEFAULT_ALIAS)

@@ -652,12 +652,7 @@ impl Store {
             open_shard_count: stream.topology().open.len() as u32,
             consumer_count: meta.consumers.len() as u32,
             max_record_size_kib: meta.max_record_kib,
-            encryption: match &meta.encryption {
-                None => crate::encryption::Encryption::None,
-                Some(on) => crate::encryption::Encryption::Kms {
-                    key_id: on.key_id.clone(),
-                },
-            },
+            encryption: crate::encryption::Encryption::of(&meta),
         }
     }
 

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU32;
 
 use ring::aead::{Aad, NONCE_LEN, Nonce};
 
@@ -191,7 +190,6 @@ pub(crate) fn prepare_key(
             cipher: aead_key(&data_key),
             context: encryption.context.clone(),
             key_id: key_id.to_string(),
-            version: AtomicU32::new(version),
             fresh: true,
         }),
     })
@@ -263,7 +261,6 @@ pub(crate) fn load_key(
         cipher: aead_key(&data_key),
         context: info.context.clone(),
         key_id: info.key_id.clone(),
-        version: AtomicU32::new(info.version),
         fresh: false,
     }))
 }

@@ -13,7 +13,6 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -115,8 +114,6 @@ pub(crate) struct SegmentKey {
     /// The log it belongs to (the key file's context), bound into every batch's sealing.
     pub(crate) context: String,
     pub(crate) key_id: String,
-    /// The key-encryption key version its file is wrapped with (raised by a rewrap).
-    pub(crate) version: AtomicU32,
     /// Made by this process: only such a key may seal new batches.
     pub(crate) fresh: bool,
 }
@@ -125,7 +122,6 @@ impl fmt::Debug for SegmentKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SegmentKey")
             .field("key_id", &self.key_id)
-            .field("version", &self.version)
             .field("fresh", &self.fresh)
             .finish_non_exhaustive()
     }
@@ -276,12 +272,6 @@ impl KeySlot {
     pub(crate) fn loaded(&self) -> Option<Arc<SegmentKey>> {
         crate::log::lock(&self.loaded).clone()
     }
-
-    pub(crate) fn set_version(&self, version: u32) {
-        if let Some(key) = &*crate::log::lock(&self.loaded) {
-            key.version.store(version, Ordering::SeqCst);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -294,7 +284,6 @@ mod tests {
             cipher: aead_key(&[3u8; KEY_LEN]),
             context: context.into(),
             key_id: "k".into(),
-            version: AtomicU32::new(1),
             fresh: true,
         };
         let key = sealing("s.1/shardId-000000000000");
