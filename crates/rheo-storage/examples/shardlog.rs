@@ -65,11 +65,7 @@ fn run(args: &[String]) -> Result<ExitCode, Box<dyn std::error::Error>> {
         [command, dir] if command == "verify" => {
             let report = verify_tree(&StdFs, dir.as_ref())?;
             println!("{report}");
-            Ok(if report.corruptions() == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+            Ok(ExitCode::from(report.exit_code()))
         }
         _ => {
             eprintln!("usage: shardlog append DIR [KEY] | read DIR [FROM] | verify DIR");

@@ -61,4 +61,5 @@ pub use metrics::{
     SYNC_SECONDS_BOUNDS,
 };
 pub use read::{Position, ReadOutcome, Tip};
+pub use recovery::ASIDE_DIR;
 pub use verify::{Finding, LogReport, Severity, VerifyReport, verify_tree, verify_tree_with_keys};

@@ -770,14 +770,16 @@ impl ShardLog {
 
 impl Drop for ShardLog {
     fn drop(&mut self) {
-        if self.is_poisoned() {
-            return;
-        }
         let mut writer = lock(&self.writer);
-        if writer.dirty()
+        if !self.is_poisoned()
+            && writer.dirty()
             && let Err(error) = self.sync_writer(&mut writer)
         {
             tracing::error!(dir = %self.dir.display(), %error, "final fdatasync failed");
+        }
+        if let Some(link) = &self.journal {
+            let point = (writer.active.base_seq, writer.synced_len);
+            link.shared.log_closed(&link.key, &self.dir, point);
         }
     }
 }

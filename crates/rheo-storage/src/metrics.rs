@@ -95,6 +95,9 @@ pub struct LogMetrics {
     pub retention_deleted_segments: u64,
     /// Reads that stopped at corruption since the log was opened.
     pub corruptions: u64,
+    /// Bad tails the open cut without proof that they were never synced (0 or 1): their
+    /// bytes are in the log's `aside/` directory, to be inspected.
+    pub tails_kept_aside: u64,
 }
 
 /// The live counters of one log.
@@ -104,6 +107,7 @@ pub(crate) struct Recorder {
     pub(crate) group_appends: Histogram,
     pub(crate) retention_deleted_segments: AtomicU64,
     pub(crate) corruptions: AtomicU64,
+    tails_kept_aside: u64,
 }
 
 impl Default for Recorder {
@@ -113,17 +117,27 @@ impl Default for Recorder {
             group_appends: Histogram::new(GROUP_APPENDS_BOUNDS),
             retention_deleted_segments: AtomicU64::new(0),
             corruptions: AtomicU64::new(0),
+            tails_kept_aside: 0,
         }
     }
 }
 
 impl Recorder {
+    /// The counters of a log whose open kept `tails_kept_aside` bad tails aside.
+    pub(crate) fn opened(tails_kept_aside: u64) -> Recorder {
+        Recorder {
+            tails_kept_aside,
+            ..Recorder::default()
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> LogMetrics {
         LogMetrics {
             sync_seconds: self.sync_seconds.snapshot(),
             group_appends: self.group_appends.snapshot(),
             retention_deleted_segments: self.retention_deleted_segments.load(Ordering::Relaxed),
             corruptions: self.corruptions.load(Ordering::Relaxed),
+            tails_kept_aside: self.tails_kept_aside,
         }
     }
 }

@@ -4,8 +4,11 @@
 //!   the data); a missing or bad sealed index is rebuilt by a full checked scan;
 //! - the active segment is checked from the last point its own headers prove durable, so open
 //!   time grows with the unsynced tail, not with what is stored;
-//! - a bad batch in that tail is a torn write and is truncated, unless a later intact header
-//!   proves the bad bytes had been synced: then it is corruption and the open fails.
+//! - a bad batch in that tail is a torn write and is truncated, unless a later intact header or
+//!   the node's checkpoint record proves the bad bytes had been synced: then it is corruption
+//!   and the open fails. Where neither can prove it either way (a log without a journal, or a
+//!   journal without a readable checkpoint record), the bytes are kept aside in `aside/` before
+//!   the cut, and the log says so loudly.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -21,7 +24,7 @@ use crate::crypto::{KEY_SUFFIX, KeySlot, key_name};
 use crate::error::{Error, Result};
 use crate::format::{FILE_HEADER_LEN, FileHeader, INDEX_ENTRY_LEN, INDEX_MAGIC, IndexEntry};
 use crate::io::{self, FileIo, Fs, OpenMode};
-use crate::journal::{EntryRef, Link, replay_journal};
+use crate::journal::{Durable, EntryRef, Link, replay_journal};
 use crate::log::{ShardLog, Writer, create_segment};
 use crate::scan::{self, ScanState};
 use crate::segment::{
@@ -31,6 +34,10 @@ use crate::segment::{
 
 /// Name of the lock file that keeps a log single-writer.
 pub(crate) const LOCK_FILE: &str = "LOCK";
+
+/// The directory in a log where recovery keeps the bytes of a bad tail it cut without proof
+/// that they were never synced (`<base>.<offset>.tail`).
+pub const ASIDE_DIR: &str = "aside";
 
 pub(crate) fn open(
     fs: Arc<dyn Fs>,
@@ -70,6 +77,9 @@ pub(crate) fn open(
         .as_ref()
         .map(|link| link.shared.claim(&link.key))
         .unwrap_or_default();
+    let durable = journal
+        .as_ref()
+        .map_or(Durable::Unknown, |link| link.shared.durable_mark(&link.key));
     let newest = bases.last().copied();
     if let Some(entry) = replay
         .iter()
@@ -82,6 +92,7 @@ pub(crate) fn open(
         ));
     }
     let mut replayed = 0;
+    let mut kept_aside = 0;
     let mut sealed: Vec<Arc<SealedSegment>> = Vec::new();
     let writer = match bases.split_last() {
         None => fresh_writer(&fs, &dir, first_sequence, 0, sealed.clone())?,
@@ -115,11 +126,12 @@ pub(crate) fn open(
                         base: last,
                         previous,
                         replay: &replay,
+                        durable_len: durable.for_segment(last),
                     };
-                    let (writer, applied) =
-                        recover_active(&fs, &dir, active, &config, sealed.clone())?;
-                    replayed = applied;
-                    writer
+                    let recovered = recover_active(&fs, &dir, active, &config, sealed.clone())?;
+                    replayed = recovered.replayed;
+                    kept_aside = u64::from(recovered.kept_aside);
+                    recovered.writer
                 }
             }
         }
@@ -159,7 +171,7 @@ pub(crate) fn open(
         groups_committed: AtomicU64::new(0),
         data_syncs: AtomicU64::new(0),
         poison_cause: Mutex::new(None),
-        recorder: crate::metrics::Recorder::default(),
+        recorder: crate::metrics::Recorder::opened(kept_aside),
         journal,
         key_target: Mutex::new(key_target),
         _lock: lock,
@@ -397,20 +409,33 @@ struct Active<'a> {
     previous: Option<(u64, i64)>,
     /// The journal's entries for this segment, in commit order.
     replay: &'a [&'a EntryRef],
+    /// How many of its bytes the node's checkpoint record proves durable (`None`: nothing
+    /// can prove it, so a bad tail is kept aside before it is cut).
+    durable_len: Option<u64>,
 }
 
-/// Recovers the active segment; returns its writer and how many journal entries it replayed.
+/// What recovering the active segment gave.
+struct Recovered {
+    writer: Writer,
+    /// Journal entries written back into the segment.
+    replayed: u64,
+    /// Whether a bad tail was cut without proof and kept aside.
+    kept_aside: bool,
+}
+
+/// Recovers the active segment.
 fn recover_active(
     fs: &Arc<dyn Fs>,
     dir: &Path,
     active: Active<'_>,
     config: &LogConfig,
     sealed: Vec<Arc<SealedSegment>>,
-) -> Result<(Writer, u64)> {
+) -> Result<Recovered> {
     let Active {
         base,
         previous,
         replay,
+        durable_len,
     } = active;
     let path = dir.join(segment_name(base));
     let file: Arc<dyn FileIo> = fs
@@ -434,15 +459,19 @@ fn recover_active(
         Ok(header) => header,
         // Created but its header never became durable: nothing was ever appended to it.
         Err(_) if len <= FILE_HEADER_LEN as u64 => {
-            if !replay.is_empty() {
+            if !replay.is_empty() || durable_len.is_some_and(|d| d > FILE_HEADER_LEN as u64) {
                 return Err(Error::corruption(
                     &path,
                     0,
-                    "the journal holds acknowledged records for this segment, but its header is torn",
+                    "acknowledged records were written to this segment (the journal or the checkpoint record says so), but its header is torn",
                 ));
             }
             tracing::warn!(path = %path.display(), "recreating a segment whose creation was torn by a crash");
-            return Ok((fresh_writer(fs, dir, base, previous_ts, sealed)?, 0));
+            return Ok(Recovered {
+                writer: fresh_writer(fs, dir, base, previous_ts, sealed)?,
+                replayed: 0,
+                kept_aside: false,
+            });
         }
         Err(error) => return Err(error),
     };
@@ -457,6 +486,17 @@ fn recover_active(
         ));
     }
 
+    if let Some(durable) = durable_len
+        && len < durable
+    {
+        return Err(Error::corruption(
+            &path,
+            len,
+            format!(
+                "the segment is {len} bytes long, but the node's checkpoint record says {durable} of its bytes were durable"
+            ),
+        ));
+    }
     if !header.encrypted {
         remove_stale_key_file(&**fs, dir, base)?;
     }
@@ -497,6 +537,7 @@ fn recover_active(
         ),
     };
     let scanned_from = state.position;
+    let mut kept_aside = false;
     if let Err(error) = scan::scan(&mut reader, &mut state, config.index_interval_bytes, &path) {
         let bad_at = state.position;
         let proof = scan::durable_beyond(&*file, base, bad_at, len)
@@ -511,13 +552,37 @@ fn recover_active(
                 ),
             ));
         }
-        tracing::warn!(
-            path = %path.display(),
-            offset = bad_at,
-            bytes = len - bad_at,
-            %error,
-            "truncating torn tail"
-        );
+        match durable_len {
+            Some(durable) if bad_at < durable => {
+                return Err(Error::corruption(
+                    &path,
+                    bad_at,
+                    format!(
+                        "{error}; not a torn write: the node's checkpoint record says {durable} bytes of this segment were durable"
+                    ),
+                ));
+            }
+            // Everything acknowledged past the mark is in the journal, which writes it back.
+            Some(_) => tracing::warn!(
+                path = %path.display(),
+                offset = bad_at,
+                bytes = len - bad_at,
+                %error,
+                "truncating torn tail"
+            ),
+            None => {
+                let aside = keep_aside(&**fs, dir, &*file, (base, bad_at), len)?;
+                tracing::error!(
+                    path = %path.display(),
+                    offset = bad_at,
+                    bytes = len - bad_at,
+                    kept_at = %aside.display(),
+                    %error,
+                    "cutting a bad tail that nothing proves was never synced: it may be a torn write or damage to acknowledged records; its bytes are kept aside"
+                );
+                kept_aside = true;
+            }
+        }
         file.set_len(bad_at)
             .map_err(|error| Error::io("truncate", &path, error))?;
     }
@@ -576,5 +641,46 @@ fn recover_active(
         last_sync_ms: 0,
         buf: Vec::new(),
     };
-    Ok((writer, replayed))
+    Ok(Recovered {
+        writer,
+        replayed,
+        kept_aside,
+    })
+}
+
+/// Copies the bytes `from..len` of segment `base` to `dir/aside/<base>.<from>.tail` and makes
+/// the copy durable, before recovery cuts them from the segment. Idempotent: a crash before the
+/// cut makes the next open write the same file again.
+fn keep_aside(
+    fs: &dyn Fs,
+    dir: &Path,
+    file: &dyn FileIo,
+    (base, from): (u64, u64),
+    len: u64,
+) -> Result<PathBuf> {
+    const CHUNK: u64 = 1 << 20;
+    let aside = dir.join(ASIDE_DIR);
+    fs.create_dir_all(&aside)
+        .map_err(|error| Error::io("create directory", &aside, error))?;
+    let path = aside.join(format!("{base:020}.{from}.tail"));
+    let out = fs
+        .open(&path, OpenMode::CreateTruncate)
+        .map_err(|error| Error::io("create", &path, error))?;
+    let mut buf = vec![0; CHUNK.min(len - from) as usize];
+    let mut at = from;
+    while at < len {
+        let take = CHUNK.min(len - at) as usize;
+        file.read_exact_at(&mut buf[..take], at)
+            .map_err(|error| Error::io("read", dir.join(segment_name(base)), error))?;
+        out.write_all_at(&buf[..take], at - from)
+            .map_err(|error| Error::io("write", &path, error))?;
+        at += take as u64;
+    }
+    out.sync_data()
+        .map_err(|error| Error::io("fdatasync", &path, error))?;
+    for synced in [aside.as_path(), dir] {
+        fs.sync_dir(synced)
+            .map_err(|error| Error::io("fsync directory", synced, error))?;
+    }
+    Ok(path)
 }

@@ -3,9 +3,11 @@
 //! Every batch of every segment is checked (header and body checksums, record structure,
 //! sequence continuity, timestamp order), sealed indexes are checked against the batches they
 //! point at, and a bad tail of a log's newest segment is classified the way recovery would:
-//! a torn write (a warning: the next open truncates it, losing nothing acknowledged) or
-//! corruption of durable data.
+//! a torn write (a warning: the next open truncates it, losing nothing acknowledged),
+//! corruption of durable data (a later batch header or the node's checkpoint record proves it
+//! was synced), or unproven (nothing proves either: the next open keeps its bytes aside).
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +26,11 @@ pub enum Severity {
     Corruption,
     /// Something the next open repairs without loss (a torn tail, a stale index).
     Warning,
+    /// A bad tail that nothing proves was never synced: a torn write, or damage to
+    /// acknowledged records. The next open cuts it and keeps its bytes in the log's `aside/`
+    /// directory; bytes kept there by an earlier open are reported this way too, until they
+    /// are inspected and deleted.
+    Unproven,
 }
 
 /// One problem, located.
@@ -44,6 +51,7 @@ impl fmt::Display for Finding {
         let severity = match self.severity {
             Severity::Corruption => "corruption",
             Severity::Warning => "warning",
+            Severity::Unproven => "unproven",
         };
         write!(
             f,
@@ -85,14 +93,35 @@ impl VerifyReport {
 
     /// Number of corruption findings.
     pub fn corruptions(&self) -> usize {
+        self.count(Severity::Corruption)
+    }
+
+    /// Number of unproven findings (bad tails nothing could classify, bytes kept aside).
+    pub fn unproven(&self) -> usize {
+        self.count(Severity::Unproven)
+    }
+
+    /// The exit status `rheo verify` gives for this report: 1 if anything is corrupt, else 3 if
+    /// a bad tail could not be classified (or bytes are kept aside), else 0 (warnings allowed).
+    pub fn exit_code(&self) -> u8 {
+        if self.corruptions() > 0 {
+            1
+        } else if self.unproven() > 0 {
+            3
+        } else {
+            0
+        }
+    }
+
+    fn count(&self, severity: Severity) -> usize {
         self.findings()
-            .filter(|finding| finding.severity == Severity::Corruption)
+            .filter(|finding| finding.severity == severity)
             .count()
     }
 }
 
 /// One line per log, one per finding, then a summary line:
-/// `N logs checked, M corruption(s)`.
+/// `N logs checked, M corruption(s)`, and `, K unproven` when there are any.
 impl fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for log in &self.logs {
@@ -113,7 +142,11 @@ impl fmt::Display for VerifyReport {
             "{} logs checked, {} corruption(s)",
             self.logs.len(),
             self.corruptions()
-        )
+        )?;
+        match self.unproven() {
+            0 => Ok(()),
+            unproven => write!(f, ", {unproven} unproven"),
+        }
     }
 }
 
@@ -136,6 +169,8 @@ pub fn verify_tree_with_keys(
     let mut report = VerifyReport::default();
     let mut pending = vec![root.to_path_buf()];
     let mut first = true;
+    let mut logs = Vec::new();
+    let mut journals = Vec::new();
     while let Some(dir) = pending.pop() {
         let names = match fs.list_dir(&dir) {
             Ok(names) => names,
@@ -148,23 +183,69 @@ pub fn verify_tree_with_keys(
         for name in &names {
             if parse_base(name, SEGMENT_SUFFIX).is_some() {
                 has_segments = true;
-            } else if name.ends_with(crate::journal::JOURNAL_FILE_SUFFIX) {
+            } else if name.ends_with(crate::journal::JOURNAL_FILE_SUFFIX)
+                || name == crate::journal::MARKS_FILE
+            {
                 has_journal = true;
             } else if !name.contains('.') && name != crate::recovery::LOCK_FILE {
                 pending.push(dir.join(name));
             }
         }
         if has_segments {
-            report
-                .logs
-                .push(verify_log(fs, &dir, &names, keys.as_ref()));
+            logs.push((dir.clone(), names));
         }
         if has_journal {
-            report.logs.push(crate::journal::verify_dir(fs, &dir));
+            journals.push(dir);
         }
+    }
+    // The journals' checkpoint records first: they say how much of each log was durable.
+    let mut durable: Option<HashMap<PathBuf, (u64, u64)>> = None;
+    for dir in journals {
+        let mut journal = crate::journal::verify_dir(fs, &dir);
+        match crate::journal::read_marks(fs, &dir) {
+            Ok(Some(marks)) => durable.get_or_insert_default().extend(marks),
+            Ok(None) => {}
+            Err(reason) => journal.findings.push(Finding {
+                severity: Severity::Warning,
+                path: dir.join(crate::journal::MARKS_FILE),
+                offset: 0,
+                message: format!(
+                    "the checkpoint record is unusable ({reason}); bad log tails cannot be classified until the next start rewrites it"
+                ),
+            }),
+        }
+        report.logs.push(journal);
+    }
+    for (dir, names) in logs {
+        let tail_rule = match &durable {
+            None => TailRule::Unknown,
+            Some(marks) => TailRule::DurableUpTo(marks.get(&dir).copied()),
+        };
+        report
+            .logs
+            .push(verify_log(fs, &dir, &names, keys.as_ref(), tail_rule));
     }
     report.logs.sort_by(|a, b| a.dir.cmp(&b.dir));
     Ok(report)
+}
+
+/// How a bad tail of a log's newest segment is judged.
+#[derive(Debug, Clone, Copy)]
+enum TailRule {
+    /// No checkpoint record covers the log: only later batch headers can prove durability.
+    Unknown,
+    /// The record's `(segment, durable length)` for the log, if it has a line for it.
+    DurableUpTo(Option<(u64, u64)>),
+}
+
+impl TailRule {
+    fn for_segment(self, base: u64) -> Option<u64> {
+        match self {
+            TailRule::Unknown => None,
+            TailRule::DurableUpTo(Some((segment, len))) if segment == base => Some(len),
+            TailRule::DurableUpTo(_) => Some(0),
+        }
+    }
 }
 
 fn verify_log(
@@ -172,6 +253,7 @@ fn verify_log(
     dir: &Path,
     names: &[String],
     keys: Option<&Arc<dyn KeyProvider>>,
+    tail_rule: TailRule,
 ) -> LogReport {
     let mut bases: Vec<u64> = names
         .iter()
@@ -194,6 +276,7 @@ fn verify_log(
             path: &path,
             base,
             is_last,
+            durable_len: tail_rule.for_segment(base),
         };
         match verify_segment(fs, at, previous, keys, &mut report) {
             Ok(next) => previous = next,
@@ -203,7 +286,25 @@ fn verify_log(
             }
         }
     }
+    report_kept_aside(fs, dir, &mut report);
     report
+}
+
+/// Bytes an earlier open cut from a bad tail it could not classify, kept for inspection.
+fn report_kept_aside(fs: &dyn Fs, dir: &Path, report: &mut LogReport) {
+    let aside = dir.join(crate::recovery::ASIDE_DIR);
+    let Ok(mut names) = fs.list_dir(&aside) else {
+        return;
+    };
+    names.sort();
+    for name in names.into_iter().filter(|name| name.ends_with(".tail")) {
+        report.findings.push(Finding {
+            severity: Severity::Unproven,
+            path: aside.join(name),
+            offset: 0,
+            message: "bytes an earlier open cut from a bad tail it could not prove torn (maybe acknowledged records); inspect, then delete the file".into(),
+        });
+    }
 }
 
 fn finding_from(error: &Error, path: &Path) -> Finding {
@@ -234,6 +335,8 @@ struct Place<'a> {
     path: &'a Path,
     base: u64,
     is_last: bool,
+    /// Bytes the checkpoint record proves durable (`None`: unknown).
+    durable_len: Option<u64>,
 }
 
 /// Checks one segment; returns where the next must continue (`None` if unknown).
@@ -249,6 +352,7 @@ fn verify_segment(
         path,
         base,
         is_last,
+        durable_len,
     } = place;
     let file: Arc<dyn FileIo> = fs
         .open(path, OpenMode::Read)
@@ -258,7 +362,11 @@ fn verify_segment(
     report.bytes += len;
     let header = match segment::read_segment_header(&*file, path) {
         Ok(header) => header,
-        Err(_) if is_last && len <= FILE_HEADER_LEN as u64 => {
+        Err(_)
+            if is_last
+                && len <= FILE_HEADER_LEN as u64
+                && durable_len.is_none_or(|durable| durable <= FILE_HEADER_LEN as u64) =>
+        {
             report.findings.push(Finding {
                 severity: Severity::Warning,
                 path: path.to_path_buf(),
@@ -288,6 +396,19 @@ fn verify_segment(
             ),
         });
     }
+    if is_last
+        && let Some(durable) = durable_len
+        && len < durable
+    {
+        report.findings.push(Finding {
+            severity: Severity::Corruption,
+            path: path.to_path_buf(),
+            offset: len,
+            message: format!(
+                "the segment is {len} bytes long, but the node's checkpoint record says {durable} of its bytes were durable"
+            ),
+        });
+    }
     let source = Source::File(file.clone());
     let mut reader = BatchReader::new(&source, path, base, len).encrypted(header.encrypted);
     let start_ts = previous.map_or(header.base_ts, |(_, ts)| ts.max(header.base_ts));
@@ -302,21 +423,37 @@ fn verify_segment(
         } else {
             None
         };
-        if is_last && proof.is_none() {
-            report.findings.push(Finding {
-                severity: Severity::Warning,
-                path: path.to_path_buf(),
-                offset: bad_at,
-                message: format!(
-                    "torn tail of {} bytes ({error}); the next open truncates it, losing nothing acknowledged",
-                    len - bad_at
-                ),
+        let marked_durable = durable_len.filter(|&durable| bad_at < durable);
+        if is_last && proof.is_none() && marked_durable.is_none() {
+            let bytes = len - bad_at;
+            report.findings.push(match durable_len {
+                Some(_) => Finding {
+                    severity: Severity::Warning,
+                    path: path.to_path_buf(),
+                    offset: bad_at,
+                    message: format!(
+                        "torn tail of {bytes} bytes ({error}); the next open truncates it, losing nothing acknowledged"
+                    ),
+                },
+                None => Finding {
+                    severity: Severity::Unproven,
+                    path: path.to_path_buf(),
+                    offset: bad_at,
+                    message: format!(
+                        "bad tail of {bytes} bytes ({error}) that nothing proves was never synced: a torn write, or damage to acknowledged records; the next open cuts it and keeps its bytes in {}/",
+                        crate::recovery::ASIDE_DIR
+                    ),
+                },
             });
         } else {
             let mut finding = finding_from(&error, path);
             if let Some((proof_at, _)) = proof {
                 finding.message.push_str(&format!(
                     "; not a torn write: the batch at offset {proof_at} was written after this one was durable"
+                ));
+            } else if let Some(durable) = marked_durable {
+                finding.message.push_str(&format!(
+                    "; not a torn write: the node's checkpoint record says {durable} bytes of this segment were durable"
                 ));
             }
             report.findings.push(finding);

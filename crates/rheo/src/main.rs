@@ -225,11 +225,7 @@ fn verify(
     };
     let report = rheo_storage::verify_tree_with_keys(&rheo_storage::io::StdFs, data_dir, keys)?;
     println!("{report}");
-    Ok(if report.corruptions() == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(report.exit_code()))
 }
 
 #[tokio::main]

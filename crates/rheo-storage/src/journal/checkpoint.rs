@@ -92,8 +92,12 @@ fn checkpoint(shared: &Shared, jobs: Vec<Handoff>) {
             });
         }
     });
-    let failed = failed.into_inner();
+    let mut failed = failed.into_inner();
     drop(logs);
+    if !failed && let Err(error) = shared.write_marks() {
+        tracing::error!(dir = %shared.dir.display(), %error, "checkpoint could not write its record; keeping the journal files");
+        failed = true;
+    }
     if failed {
         lock(&shared.checkpoints).retained.extend(paths);
         return;

@@ -37,15 +37,32 @@ impl ShardLog {
                 crate::journal::MAX_JOURNAL_KEY_BYTES
             )));
         }
-        let link = crate::journal::Link::new(journal.shared().clone(), key);
-        let mut log =
-            crate::recovery::open(fs, dir.into(), config, clock, first_sequence, Some(link))?;
-        Ok(Arc::new_cyclic(|me| {
+        let link = crate::journal::Link::new(journal.shared().clone(), key.clone());
+        let opened =
+            crate::recovery::open(fs, dir.into(), config, clock, first_sequence, Some(link));
+        let mut log = match opened {
+            Ok(log) => log,
+            Err(error) => {
+                // Damaged files: what the journal holds for this log is kept for a later start.
+                journal.shared().hold(&key);
+                return Err(error);
+            }
+        };
+        journal.shared().release(&key);
+        let log = Arc::new_cyclic(|me| {
             if let Some(link) = &mut log.journal {
                 link.me = me.clone();
             }
             log
-        }))
+        });
+        journal.shared().register(&key, &log);
+        Ok(log)
+    }
+
+    /// The active segment and how many of its bytes are durable, for the checkpoint record.
+    pub(crate) fn durable_point(&self) -> (u64, u64) {
+        let writer = lock(&self.writer);
+        (writer.active.base_seq, writer.synced_len)
     }
 
     /// True if the log's commits go through a node journal.

@@ -23,6 +23,7 @@ mod checkpoint;
 mod commit;
 mod file;
 mod journaled;
+mod marks;
 mod replay;
 mod verify;
 
@@ -46,8 +47,10 @@ use commit::{ActiveFile, run_commits};
 pub(crate) use file::JOURNAL_SUFFIX as JOURNAL_FILE_SUFFIX;
 pub(crate) use file::{EntryRef, patch_entry_head, push_entry_head};
 use file::{journal_name, list_generations, read_journal_file};
+pub(crate) use marks::MARKS_FILE;
+use marks::{Mark, Marks};
 pub(crate) use replay::replay_journal;
-pub(crate) use verify::verify_dir;
+pub(crate) use verify::{read_marks, verify_dir};
 
 /// Largest log key a journal entry carries.
 pub const MAX_JOURNAL_KEY_BYTES: usize = 1024;
@@ -138,6 +141,28 @@ impl Default for Counters {
     }
 }
 
+/// What recovery knows of how much of a journaled log's active segment was durable.
+#[derive(Debug, Clone)]
+pub(crate) enum Durable {
+    /// Nothing beyond the segment's own batch headers: a log without a journal, or a journal
+    /// whose checkpoint record is missing (written before format version 4) or damaged.
+    Unknown,
+    /// The checkpoint record's line for the log, if it has one. Without a line (or with one for
+    /// an older segment), everything acknowledged in the active segment is in the journal.
+    Marked(Option<Mark>),
+}
+
+impl Durable {
+    /// Bytes of segment `base` proven durable (`None`: unknown).
+    pub(crate) fn for_segment(&self, base: u64) -> Option<u64> {
+        match self {
+            Durable::Unknown => None,
+            Durable::Marked(Some(mark)) if mark.segment_base == base => Some(mark.durable_len),
+            Durable::Marked(_) => Some(0),
+        }
+    }
+}
+
 /// What the commit and checkpoint threads and every journaled log share.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -156,6 +181,16 @@ pub(crate) struct Shared {
     checkpoint_done: Condvar,
     /// Set by [`Journal::checkpoint_now`]: the commit thread starts a new file at once.
     rotate_requested: AtomicBool,
+    /// The last checkpoint record read or written (`None`: there is none, or it is damaged).
+    marks: Mutex<Option<Marks>>,
+    /// Every open journaled log, by key: the checkpoint record lists them all.
+    logs: Mutex<HashMap<String, Weak<ShardLog>>>,
+    /// The last durable point of logs closed since, listed until their directory is gone.
+    closed: Mutex<Marks>,
+    /// Logs that failed to open at this start (by key, or by key prefix when the caller could
+    /// not even name them): their journal entries must not be dropped.
+    held: Mutex<std::collections::HashSet<String>>,
+    held_prefixes: Mutex<Vec<String>>,
     counters: Counters,
     _lock: Box<dyn LockGuard>,
 }
@@ -235,9 +270,95 @@ impl Shared {
         self.poisoned.store(true, Ordering::SeqCst);
     }
 
-    /// The recovered entries of the log with `key`, which the caller replays.
+    /// The recovered entries of the log with `key`, which the caller replays. They stay held
+    /// until the open succeeds ([`Shared::release`]): a log that fails to open keeps them.
     pub(crate) fn claim(&self, key: &str) -> Vec<EntryRef> {
-        lock(&self.replay).remove(key).unwrap_or_default()
+        lock(&self.replay).get(key).cloned().unwrap_or_default()
+    }
+
+    /// The log with `key` opened: its entries are in its segment now.
+    pub(crate) fn release(&self, key: &str) {
+        lock(&self.replay).remove(key);
+    }
+
+    /// The log with `key` failed to open (damaged files). Its entries and its line of the
+    /// checkpoint record are kept, and so are the journal files, until a start that opens it
+    /// (or finds it gone).
+    pub(crate) fn hold(&self, key: &str) {
+        lock(&self.held).insert(key.to_owned());
+        let mark = match &*lock(&self.marks) {
+            Some(marks) => marks.get(key).cloned(),
+            None => None,
+        };
+        if let Some(mark) = mark {
+            lock(&self.closed).insert(key.to_owned(), mark);
+        }
+    }
+
+    /// What the checkpoint record says of the log with `key`.
+    pub(crate) fn durable_mark(&self, key: &str) -> Durable {
+        match &*lock(&self.marks) {
+            None => Durable::Unknown,
+            Some(marks) => Durable::Marked(marks.get(key).cloned()),
+        }
+    }
+
+    pub(crate) fn register(&self, key: &str, log: &Arc<ShardLog>) {
+        lock(&self.closed).remove(key);
+        lock(&self.logs).insert(key.to_owned(), Arc::downgrade(log));
+    }
+
+    /// A closing log's last durable point: the record keeps listing it while its files exist.
+    pub(crate) fn log_closed(
+        &self,
+        key: &str,
+        log_dir: &Path,
+        (segment_base, durable_len): (u64, u64),
+    ) {
+        let mark = Mark {
+            dir: marks::mark_dir(&self.dir, log_dir),
+            segment_base,
+            durable_len,
+        };
+        lock(&self.closed).insert(key.to_owned(), mark);
+    }
+
+    /// Rewrites the checkpoint record with every open log's durable point. Called before any
+    /// journal file is deleted, so whatever a deleted file held stays provably durable.
+    fn write_marks(&self) -> Result<()> {
+        let logs: Vec<(String, Arc<ShardLog>)> = {
+            let mut registry = lock(&self.logs);
+            registry.retain(|_, log| log.strong_count() > 0);
+            registry
+                .iter()
+                .filter_map(|(key, log)| log.upgrade().map(|log| (key.clone(), log)))
+                .collect()
+        };
+        let mut marks: Marks = lock(&self.closed).clone();
+        for (key, log) in &logs {
+            let (segment_base, durable_len) = log.durable_point();
+            let dir = marks::mark_dir(&self.dir, log.dir());
+            let mark = Mark {
+                dir,
+                segment_base,
+                durable_len,
+            };
+            marks.insert(key.clone(), mark);
+        }
+        drop(logs);
+        let lines: Vec<(&str, Mark)> = marks
+            .iter()
+            .map(|(key, mark)| (key.as_str(), mark.clone()))
+            .collect();
+        crate::io::write_atomically(&*self.fs, &self.dir, MARKS_FILE, &marks::encode(&lines))?;
+        // A closed log whose directory is gone (a deleted stream) needs no line after this one.
+        lock(&self.closed).retain(|_, mark| {
+            self.fs
+                .list_dir(&marks::resolve_dir(&self.dir, mark))
+                .is_ok()
+        });
+        *lock(&self.marks) = Some(marks);
+        Ok(())
     }
 
     pub(crate) fn count_replayed(&self, entries: u64) {
@@ -302,6 +423,13 @@ impl Journal {
         if entry_count > 0 {
             tracing::info!(dir = %dir.display(), files = generations.len(), entries = entry_count, logs = replay.len(), "journal holds entries to replay");
         }
+        let recovered_marks = match marks::read(&*fs, &dir)? {
+            Ok(marks) => marks,
+            Err(reason) => {
+                tracing::error!(dir = %dir.display(), %reason, "the journal's checkpoint record is damaged: bad log tails cannot be told from torn writes at this start, and are kept aside; the record is rewritten");
+                None
+            }
+        };
         let shared = Arc::new(Shared {
             fs,
             dir,
@@ -316,6 +444,11 @@ impl Journal {
             checkpoint_wake: Condvar::new(),
             checkpoint_done: Condvar::new(),
             rotate_requested: AtomicBool::new(false),
+            marks: Mutex::new(recovered_marks),
+            logs: Mutex::new(HashMap::new()),
+            closed: Mutex::new(Marks::new()),
+            held: Mutex::new(std::collections::HashSet::new()),
+            held_prefixes: Mutex::new(Vec::new()),
             counters: Counters::default(),
             _lock: guard,
         });
@@ -349,13 +482,33 @@ impl Journal {
             return Ok(());
         };
         let shared = &self.shared;
+        let held = lock(&shared.held).clone();
+        let held_prefixes = lock(&shared.held_prefixes).clone();
+        let is_held = |key: &String| {
+            held.contains(key)
+                || held_prefixes
+                    .iter()
+                    .any(|prefix| key.starts_with(prefix.as_str()))
+        };
         let unclaimed = std::mem::take(&mut *lock(&shared.replay));
         for (key, entries) in &unclaimed {
-            tracing::info!(log = %key, entries = entries.len(), "dropping journal entries of a log that no longer exists");
+            if is_held(key) {
+                tracing::error!(log = %key, entries = entries.len(), "keeping the journal files: they hold acknowledged records of a log that failed to open");
+            } else {
+                tracing::info!(log = %key, entries = entries.len(), "dropping journal entries of a log that no longer exists");
+            }
         }
+        let keep_files = unclaimed.keys().any(is_held);
         drop(unclaimed);
-        let old = list_generations(&*shared.fs, &shared.dir)?;
+        let old = if keep_files {
+            Vec::new()
+        } else {
+            list_generations(&*shared.fs, &shared.dir)?
+        };
         let active = ActiveFile::create(shared, generation)?;
+        // Every opened log synced its active segment; the record says so before the files
+        // that held their replayed entries go.
+        shared.write_marks()?;
         for old_generation in old {
             let path = shared.dir.join(journal_name(old_generation));
             shared
@@ -367,7 +520,8 @@ impl Journal {
             .fs
             .sync_dir(&shared.dir)
             .map_err(|error| Error::io("fsync directory", &shared.dir, error))?;
-        shared.counters.files.store(1, Ordering::Relaxed);
+        let files = list_generations(&*shared.fs, &shared.dir)?.len();
+        shared.counters.files.store(files as u64, Ordering::Relaxed);
         shared.recovering.store(false, Ordering::SeqCst);
 
         let commit_shared = shared.clone();
@@ -382,6 +536,21 @@ impl Journal {
             .map_err(|error| Error::io("spawn", &shared.dir, error))?;
         lock(&self.threads).extend([commit, checkpoint]);
         Ok(())
+    }
+
+    /// Before [`Journal::finish_recovery`]: keeps the journal entries of every log whose key
+    /// starts with `prefix` (logs the caller cannot open, nor even name, such as a stream whose
+    /// metadata is damaged), and so the journal files holding them, for a later start.
+    pub fn hold_prefix(&self, prefix: &str) {
+        let shared = &self.shared;
+        lock(&shared.held_prefixes).push(prefix.to_owned());
+        // Their lines of the checkpoint record are kept too.
+        if let Some(marks) = &*lock(&shared.marks) {
+            let mut closed = lock(&shared.closed);
+            for (key, mark) in marks.iter().filter(|(key, _)| key.starts_with(prefix)) {
+                closed.insert(key.clone(), mark.clone());
+            }
+        }
     }
 
     /// Starts a new journal file and waits until the checkpoint of the older ones is done:

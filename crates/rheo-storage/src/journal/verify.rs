@@ -65,3 +65,27 @@ pub(crate) fn verify_dir(fs: &dyn Fs, dir: &Path) -> crate::verify::LogReport {
     }
     report
 }
+
+/// A log directory and its `(segment, durable length)` from a checkpoint record.
+pub(crate) type DirMark = (std::path::PathBuf, (u64, u64));
+
+/// The checkpoint record of the journal in `dir`, one [`DirMark`] per line: `Ok(None)` if it
+/// has none, `Err(reason)` if it cannot be read or is damaged.
+pub(crate) fn read_marks(fs: &dyn Fs, dir: &Path) -> Result<Option<Vec<DirMark>>, String> {
+    let marks = match super::marks::read(fs, dir) {
+        Ok(Ok(marks)) => marks,
+        Ok(Err(reason)) => return Err(reason),
+        Err(error) => return Err(error.to_string()),
+    };
+    Ok(marks.map(|marks| {
+        marks
+            .values()
+            .map(|mark| {
+                (
+                    super::marks::resolve_dir(dir, mark),
+                    (mark.segment_base, mark.durable_len),
+                )
+            })
+            .collect()
+    }))
+}

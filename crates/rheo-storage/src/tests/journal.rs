@@ -591,3 +591,217 @@ fn a_failed_checkpoint_sync_poisons_that_log_keeps_the_journal_and_loses_nothing
     drop(node);
     check_recovered(&image, &clock, &ledger, "after a failed checkpoint sync");
 }
+
+/// The newest segment file of log `index` and its length.
+fn active_segment(fs: &SimFs, index: usize) -> (std::path::PathBuf, u64) {
+    let dir = std::path::PathBuf::from(log_dir(index));
+    let mut names: Vec<String> = fs
+        .list_dir(&dir)
+        .unwrap()
+        .into_iter()
+        .filter(|name| name.ends_with(".seg"))
+        .collect();
+    names.sort();
+    let path = dir.join(names.pop().expect("a segment"));
+    let len = fs.read_file(&path).unwrap().len() as u64;
+    (path, len)
+}
+
+/// Appends three records to log 0 and stops: cleanly, or by a crash after a checkpoint.
+/// Either way the journal holds nothing of them and the last batch has no successor.
+fn checkpointed_node(clean: bool) -> (SimFs, ManualClock) {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
+    for i in 0..3 {
+        append_one(
+            &node.logs[0],
+            &format!("k{i}"),
+            b"acknowledged and checkpointed",
+        );
+    }
+    if clean {
+        node.close();
+        return (fs, clock);
+    }
+    node.journal.checkpoint_now().unwrap();
+    let image = fs.crash_image(CrashMode::DropUnsynced);
+    fs.crash_now();
+    drop(node);
+    (image, clock)
+}
+
+#[test]
+fn a_flipped_byte_in_the_last_checkpointed_batch_is_corruption_not_a_torn_tail() {
+    for clean in [true, false] {
+        let (fs, clock) = checkpointed_node(clean);
+        let (path, len) = active_segment(&fs, 0);
+        fs.corrupt_byte(&path, len - 3).unwrap();
+        let report = crate::verify_tree(&fs, Path::new("/data")).unwrap();
+        assert_eq!(report.corruptions(), 1, "clean stop {clean}: {report}");
+        assert!(report.to_string().contains("checkpoint record"), "{report}");
+        let error = match open_node(&fs, &clock, JournalConfig::default()) {
+            Err(error) => error,
+            Ok(_) => panic!("acknowledged, synced records were damaged: the open must fail"),
+        };
+        assert!(error.is_corruption(), "{error}");
+        assert!(error.to_string().contains("checkpoint record"), "{error}");
+        assert_eq!(
+            fs.read_file(&path).unwrap().len() as u64,
+            len,
+            "nothing was truncated"
+        );
+    }
+}
+
+#[test]
+fn a_torn_tail_past_the_checkpoint_record_is_cut_and_the_journal_writes_back_the_rest() {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
+    append_one(&node.logs[0], "before", b"checkpointed");
+    node.journal.checkpoint_now().unwrap();
+    append_one(&node.logs[0], "after", b"only in the journal");
+    let image = fs.crash_image(CrashMode::DropUnsynced);
+    fs.crash_now();
+    drop(node);
+    // The segment lost the second batch; a half-written third one sits where it was.
+    let (path, len) = active_segment(&image, 0);
+    let file = image.open(&path, crate::io::OpenMode::ReadWrite).unwrap();
+    file.write_all_at(b"RHB1 half a batch", len).unwrap();
+    file.sync_data().unwrap();
+    drop(file);
+    let report = crate::verify_tree(&image, Path::new("/data")).unwrap();
+    assert_eq!(
+        (report.corruptions(), report.unproven()),
+        (0, 0),
+        "{report}"
+    );
+    assert!(report.to_string().contains("torn tail"), "{report}");
+    let node = open_node(&image, &clock, JournalConfig::default()).unwrap();
+    let data: Vec<Vec<u8>> = read_all(&node.logs[0])
+        .into_iter()
+        .map(|record| record.data.to_vec())
+        .collect();
+    assert_eq!(data, [&b"checkpointed"[..], b"only in the journal"]);
+    assert_eq!(node.logs[0].metrics().tails_kept_aside, 0);
+    assert!(
+        image
+            .list_dir(&Path::new(&log_dir(0)).join(crate::ASIDE_DIR))
+            .is_err(),
+        "a proven torn write is not kept"
+    );
+    node.close();
+}
+
+#[test]
+fn without_a_readable_checkpoint_record_a_bad_tail_is_kept_aside_and_reported() {
+    for damage_record in [true, false] {
+        let (fs, clock) = checkpointed_node(true);
+        let record = Path::new(JOURNAL).join(crate::journal::MARKS_FILE);
+        if damage_record {
+            fs.corrupt_byte(&record, 50).unwrap();
+        } else {
+            // A data directory written before the record existed (format version 3).
+            fs.remove_file(&record).unwrap();
+        }
+        let (path, len) = active_segment(&fs, 0);
+        fs.corrupt_byte(&path, len - 3).unwrap();
+        let damaged = fs.read_file(&path).unwrap();
+        let report = crate::verify_tree(&fs, Path::new("/data")).unwrap();
+        assert_eq!(
+            (report.corruptions(), report.unproven()),
+            (0, 1),
+            "damaged record {damage_record}: {report}"
+        );
+        let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
+        assert_eq!(read_all(&node.logs[0]).len(), 2, "the intact batches serve");
+        assert_eq!(node.logs[0].metrics().tails_kept_aside, 1);
+        let aside = Path::new(&log_dir(0)).join(crate::ASIDE_DIR);
+        let kept = fs.list_dir(&aside).unwrap();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        let cut = fs.read_file(&aside.join(&kept[0])).unwrap();
+        let left = fs.read_file(&path).unwrap().len();
+        assert_eq!(
+            cut,
+            damaged[left..],
+            "the cut bytes are kept, damage and all"
+        );
+        node.close();
+        let after = crate::verify_tree(&fs, Path::new("/data")).unwrap();
+        assert_eq!(
+            (after.corruptions(), after.unproven()),
+            (0, 1),
+            "the kept bytes stay reported, and the record was rewritten: {after}"
+        );
+        assert!(!after.to_string().contains("unusable"), "{after}");
+    }
+}
+
+#[test]
+fn a_segment_shorter_than_the_checkpoint_record_says_is_corruption() {
+    let (fs, clock) = checkpointed_node(true);
+    let (path, len) = active_segment(&fs, 0);
+    let file = fs.open(&path, crate::io::OpenMode::ReadWrite).unwrap();
+    file.set_len(len - 10).unwrap();
+    file.sync_data().unwrap();
+    drop(file);
+    let report = crate::verify_tree(&fs, Path::new("/data")).unwrap();
+    assert!(report.corruptions() >= 1, "{report}");
+    assert!(report.to_string().contains("bytes long"), "{report}");
+    let error = match open_node(&fs, &clock, JournalConfig::default()) {
+        Err(error) => error,
+        Ok(_) => panic!("a segment that lost synced bytes must not open"),
+    };
+    assert!(error.to_string().contains("checkpoint record"), "{error}");
+}
+
+#[test]
+fn a_log_that_fails_to_open_keeps_its_journal_entries_for_a_later_start() {
+    let fs = SimFs::new();
+    let clock = ManualClock::new(T0);
+    let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
+    append_one(&node.logs[0], "a", b"healthy log");
+    append_one(&node.logs[1], "b", b"acknowledged, only in the journal");
+    let image = fs.crash_image(CrashMode::DropUnsynced);
+    fs.crash_now();
+    drop(node);
+    // Log 1's segment header is damaged: it cannot open, the others must.
+    let (path, _) = active_segment(&image, 1);
+    image.corrupt_byte(&path, 3).unwrap();
+    let sim: Arc<dyn Fs> = Arc::new(image.clone());
+    {
+        let journal = Journal::open(sim.clone(), JOURNAL, JournalConfig::default()).unwrap();
+        let mut opened = Vec::new();
+        for index in 0..LOGS {
+            let log = ShardLog::open_journaled(
+                &journal,
+                format!("s/{index}"),
+                sim.clone(),
+                log_dir(index),
+                log_config(),
+                Arc::new(clock.clone()),
+                0,
+            );
+            match (index, log) {
+                (1, Err(error)) => assert!(error.is_corruption(), "{error}"),
+                (1, Ok(_)) => panic!("a damaged log must not open"),
+                (_, log) => opened.push(log.unwrap()),
+            }
+        }
+        journal.finish_recovery().unwrap();
+        assert_eq!(read_all(&opened[0]).len(), 1, "the healthy log serves");
+        append_one(&opened[0], "a2", b"written while log 1 is out");
+        drop(opened);
+    }
+    // Repaired (the byte put back), log 1 gets its acknowledged record from the kept files.
+    image.corrupt_byte(&path, 3).unwrap();
+    let node = open_node(&image, &clock, JournalConfig::default()).unwrap();
+    let data: Vec<Vec<u8>> = read_all(&node.logs[1])
+        .into_iter()
+        .map(|record| record.data.to_vec())
+        .collect();
+    assert_eq!(data, [b"acknowledged, only in the journal".to_vec()]);
+    assert_eq!(read_all(&node.logs[0]).len(), 2);
+    node.close();
+}

@@ -162,7 +162,10 @@ fn lost_or_damaged_indexes_are_rebuilt_from_the_log() {
 }
 
 #[test]
-fn a_torn_tail_is_truncated_and_nothing_acknowledged_is_lost() {
+fn a_bad_tail_of_a_log_without_a_journal_is_cut_and_kept_aside() {
+    // Without a node journal nothing records how much of the last batch was synced, so a bad
+    // tail may be a torn write or damage to an acknowledged batch: it is cut (the log serves
+    // on) but its bytes are kept, and verify and the metrics say so.
     for garbage in [&b"RHB1"[..], &[0u8; 30][..], &[0xAB; 5000][..]] {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::new(T0);
@@ -177,17 +180,42 @@ fn a_torn_tail_is_truncated_and_nothing_acknowledged_is_lost() {
             .unwrap();
 
         let report = verify_tree(&StdFs, dir.path()).unwrap();
-        assert_eq!(report.corruptions(), 0);
-        let warning = report.findings().next().expect("the torn tail is reported");
         assert_eq!(
-            (warning.severity, warning.offset),
-            (Severity::Warning, clean_len)
+            (report.corruptions(), report.unproven()),
+            (0, 1),
+            "{report}"
+        );
+        let finding = report.findings().next().expect("the bad tail is reported");
+        assert_eq!(
+            (finding.severity, finding.offset),
+            (Severity::Unproven, clean_len)
         );
 
         let log = open_std(dir.path(), small_config(), &clock);
         check_records(&read_all(&log), 60);
+        assert_eq!(log.metrics().tails_kept_aside, 1);
         assert_eq!(std::fs::metadata(&active).unwrap().len(), clean_len);
+        let base = active.file_stem().unwrap().to_str().unwrap().to_owned();
+        let kept = dir
+            .path()
+            .join(crate::ASIDE_DIR)
+            .join(format!("{base}.{clean_len}.tail"));
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            garbage,
+            "the cut bytes are kept"
+        );
         assert_eq!(append_one(&log, "k60", &payload("k60", 150)), 60);
+        drop(log);
+        let after = verify_tree(&StdFs, dir.path()).unwrap();
+        assert_eq!(
+            (after.corruptions(), after.unproven()),
+            (0, 1),
+            "the kept bytes stay reported until deleted: {after}"
+        );
+        std::fs::remove_file(&kept).unwrap();
+        let clean = verify_tree(&StdFs, dir.path()).unwrap();
+        assert_eq!(clean.findings().count(), 0, "{clean}");
     }
 }
 
