@@ -193,6 +193,34 @@ pub async fn create_stream(client: &mut KinesisClient<Channel>, name: &str, shar
         .expect("create stream");
 }
 
+/// PutRecords of `records` (data, partition key) into `stream`; every one must be accepted.
+pub async fn put_many(
+    client: &mut KinesisClient<Channel>,
+    stream: &str,
+    records: impl IntoIterator<Item = (Vec<u8>, String)>,
+) -> rheo_proto::v1::PutRecordsResponse {
+    use rheo_proto::v1 as pb;
+    let records = records
+        .into_iter()
+        .map(|(data, partition_key)| pb::PutRecordsRequestEntry {
+            data: data.into(),
+            partition_key,
+            explicit_hash_key: None,
+        })
+        .collect();
+    let answer = client
+        .put_records(pb::PutRecordsRequest {
+            stream_name: stream.into(),
+            records,
+            ..Default::default()
+        })
+        .await
+        .expect("put records")
+        .into_inner();
+    assert_eq!(answer.failed_record_count, 0, "{answer:?}");
+    answer
+}
+
 /// A TRIM_HORIZON iterator of `shard` of `stream`.
 pub async fn trim_horizon_iterator(
     client: &mut KinesisClient<Channel>,

@@ -3,7 +3,7 @@
 //! data directory (segments, indexes, journal, metadata), and a restart that reads it all.
 
 use rheo_proto::v1 as pb;
-use rheo_tests::{TestServer, create_stream, first_page, reason, unlimited_config};
+use rheo_tests::{TestServer, create_stream, first_page, put_many, reason, unlimited_config};
 
 const SHARDS: [&str; 2] = ["shardId-000000000000", "shardId-000000000001"];
 
@@ -31,24 +31,13 @@ async fn put(
     marker: &str,
     count: usize,
 ) -> String {
-    let records = (0..count)
-        .map(|i| pb::PutRecordsRequestEntry {
-            data: format!("{marker}-data-{i}").into_bytes().into(),
-            partition_key: format!("{marker}-key-{i}"),
-            explicit_hash_key: None,
-        })
-        .collect();
-    let answer = client
-        .put_records(pb::PutRecordsRequest {
-            stream_name: stream.into(),
-            records,
-            ..Default::default()
-        })
-        .await
-        .expect("put records")
-        .into_inner();
-    assert_eq!(answer.failed_record_count, 0);
-    answer.encryption_type
+    let records = (0..count).map(|i| {
+        (
+            format!("{marker}-data-{i}").into_bytes(),
+            format!("{marker}-key-{i}"),
+        )
+    });
+    put_many(client, stream, records).await.encryption_type
 }
 
 /// Every record of both shards: (data, EncryptionType).

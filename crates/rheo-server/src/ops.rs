@@ -236,6 +236,12 @@ impl Collector for StoreCollector {
         let metrics = store.metrics();
         gauge(
             &mut encoder,
+            "rheo_streams_out_of_service",
+            "Streams whose files failed to open at start-up; their calls are refused, the others serve",
+            store.damaged_streams().len() as i64,
+        )?;
+        gauge(
+            &mut encoder,
             "rheo_active_subscriptions",
             "Open SubscribeToShard sessions",
             metrics.sessions.len() as i64,
@@ -281,7 +287,7 @@ impl Collector for StoreCollector {
         )?;
 
         type PerShard = fn(&rheo_streams::ShardMetrics) -> u64;
-        let counters: [(&str, &str, PerShard); 4] = [
+        let counters: [(&str, &str, PerShard); 5] = [
             ("rheo_records_in", "Records written", |s| s.records_in),
             (
                 "rheo_bytes_in",
@@ -297,6 +303,11 @@ impl Collector for StoreCollector {
                 "rheo_corruptions",
                 "Reads that stopped at corrupt data",
                 |s| s.log.corruptions,
+            ),
+            (
+                "rheo_tails_kept_aside",
+                "Bad tails the open cut without proof they were never synced (bytes kept in the shard's aside/ directory)",
+                |s| s.log.tails_kept_aside,
             ),
         ];
         for (name, help, value) in counters {

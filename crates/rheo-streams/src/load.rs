@@ -21,6 +21,8 @@ use crate::token::TokenKey;
 pub(crate) struct Loaded {
     pub(crate) key: TokenKey,
     pub(crate) streams: BTreeMap<String, Arc<Stream>>,
+    /// Streams whose files failed to open, by name, with the reason.
+    pub(crate) damaged: BTreeMap<String, String>,
     pub(crate) journal: Arc<Journal>,
     pub(crate) keyring: Arc<crate::keyring::Keyring>,
 }
@@ -56,6 +58,7 @@ pub(crate) fn load(
             clock,
             key: key.clone(),
             streams: RwLock::new(BTreeMap::new()),
+            damaged: RwLock::new(BTreeMap::new()),
             control: tokio::sync::Mutex::new(()),
             clock_moved: tokio::sync::watch::Sender::new(0),
             #[cfg(test)]
@@ -69,6 +72,7 @@ pub(crate) fn load(
     let entries =
         std::fs::read_dir(&streams_dir).map_err(|error| internal("list", &streams_dir, error))?;
     let mut found = Vec::new();
+    let mut damaged = BTreeMap::new();
     for entry in entries {
         let dir = entry
             .map_err(|error| internal("list", &streams_dir, error))?
@@ -76,29 +80,63 @@ pub(crate) fn load(
         if !dir.is_dir() {
             continue;
         }
-        let Some(meta) = meta::read(&dir)? else {
-            tracing::warn!(dir = %dir.display(), "removing a stream whose creation was interrupted");
-            std::fs::remove_dir_all(&dir).map_err(|error| internal("remove", &dir, error))?;
-            continue;
+        let read = meta::read(&dir).and_then(|meta| {
+            if let Some(meta) = &meta {
+                remove_stray_shards(&dir, meta)?;
+            }
+            Ok(meta)
+        });
+        let meta = match read {
+            Ok(Some(meta)) => meta,
+            Ok(None) => {
+                tracing::warn!(dir = %dir.display(), "removing a stream whose creation was interrupted");
+                std::fs::remove_dir_all(&dir).map_err(|error| internal("remove", &dir, error))?;
+                continue;
+            }
+            Err(error) => {
+                // The directory is named for the stream; its shards' journal keys start with
+                // that name and a dot, so whatever the journal holds for them is kept.
+                let name = dir
+                    .file_name()
+                    .map(|name| name.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                tracing::error!(stream = %name, %error, "stream is out of service: its metadata failed to load; every other stream serves");
+                journal.hold_prefix(&format!("{name}."));
+                damaged.insert(name, error.to_string());
+                continue;
+            }
         };
-        remove_stray_shards(&dir, &meta)?;
         let shards = meta.shards.iter().filter(|shard| !shard.expired).count();
         progress
             .total
             .fetch_add(shards as u64, std::sync::atomic::Ordering::Relaxed);
         found.push((dir, meta));
     }
-    for stream in opener.open_streams(found, Some(&progress.opened))? {
-        *lock(&stream.status) = StreamStatus::Active;
-        streams.insert(stream.name.clone(), Arc::new(stream));
+    let names: Vec<String> = found.iter().map(|(_, meta)| meta.name.clone()).collect();
+    for (name, opened) in names
+        .into_iter()
+        .zip(opener.open_streams(found, Some(&progress.opened)))
+    {
+        match opened {
+            Ok(stream) => {
+                *lock(&stream.status) = StreamStatus::Active;
+                streams.insert(stream.name.clone(), Arc::new(stream));
+            }
+            // One stream's damaged files keep that stream out of service, not the server.
+            Err(error) => {
+                tracing::error!(stream = %name, %error, "stream is out of service: its files failed to open; every other stream serves");
+                damaged.insert(name, error.to_string());
+            }
+        }
     }
-    // Every log the journal may hold entries for is open (and replayed): the journal can
-    // start its threads with a fresh file.
+    // Every log the journal may hold entries for is open (and replayed), or failed to open
+    // and keeps its entries: the journal can start its threads with a fresh file.
     journal.finish_recovery()?;
-    tracing::info!(data_dir = %data_dir.display(), streams = streams.len(), "loaded streams");
+    tracing::info!(data_dir = %data_dir.display(), streams = streams.len(), out_of_service = damaged.len(), "loaded streams");
     Ok(Loaded {
         key,
         streams,
+        damaged,
         journal,
         keyring,
     })

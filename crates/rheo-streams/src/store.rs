@@ -76,6 +76,9 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) key: TokenKey,
     pub(crate) streams: RwLock<BTreeMap<String, Arc<Stream>>>,
+    /// Streams whose files failed to open at start-up, with the reason: out of service, their
+    /// names taken, their files and journal entries left as they were.
+    pub(crate) damaged: RwLock<BTreeMap<String, String>>,
     /// Serialises control-plane changes (create, delete) so quota checks hold.
     pub(crate) control: tokio::sync::Mutex<()>,
     /// Bumped when the testbed clock jumps, so waiting subscriptions re-check their timers.
@@ -185,6 +188,7 @@ impl Store {
         let crate::load::Loaded {
             key,
             streams,
+            damaged,
             journal,
             keyring,
         } = loaded;
@@ -194,6 +198,7 @@ impl Store {
                 clock,
                 key,
                 streams: RwLock::new(streams),
+                damaged: RwLock::new(damaged),
                 control: tokio::sync::Mutex::new(()),
                 clock_moved: tokio::sync::watch::Sender::new(0),
                 #[cfg(test)]
@@ -292,11 +297,32 @@ impl Store {
     }
 
     pub(crate) fn stream(&self, name: &str) -> Result<Arc<Stream>> {
-        let streams = self.registry();
-        streams
-            .get(name)
-            .cloned()
-            .ok_or_else(|| self.not_found(name))
+        if let Some(stream) = self.registry().get(name) {
+            return Ok(stream.clone());
+        }
+        let damaged = self
+            .inner
+            .damaged
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        Err(match damaged.get(name) {
+            Some(reason) => StreamsError::ResourceInUse(format!(
+                "Stream {name} under account {} is out of service: its data failed to open at start-up ({reason}). Other streams are not affected; `rheo verify` on the data directory reports the damage.",
+                self.inner.config.account_id
+            )),
+            None => self.not_found(name),
+        })
+    }
+
+    /// Streams kept out of service because their files failed to open, with the reason.
+    pub fn damaged_streams(&self) -> Vec<(String, String)> {
+        self.inner
+            .damaged
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .iter()
+            .map(|(name, reason)| (name.clone(), reason.clone()))
+            .collect()
     }
 
     fn log_config(&self, meta: &StreamMeta, journal_key: &str) -> LogConfig {
@@ -370,11 +396,15 @@ impl Store {
         }
 
         let _control = self.inner.control.lock().await;
-        if self.stream(&request.name).is_ok() {
-            return Err(StreamsError::ResourceInUse(format!(
-                "Stream {} under account {} already exists.",
-                request.name, self.inner.config.account_id
-            )));
+        match self.stream(&request.name) {
+            Ok(_) => {
+                return Err(StreamsError::ResourceInUse(format!(
+                    "Stream {} under account {} already exists.",
+                    request.name, self.inner.config.account_id
+                )));
+            }
+            Err(StreamsError::ResourceNotFound(_)) => {}
+            Err(out_of_service) => return Err(out_of_service),
         }
         let limits = self.describe_limits();
         if limits.open_shard_count + shard_count > limits.shard_limit {
@@ -462,19 +492,20 @@ impl Store {
     }
 
     pub(crate) fn open_stream(&self, dir: PathBuf, meta: StreamMeta) -> Result<Stream> {
-        let mut opened = self.open_streams(vec![(dir, meta)], None)?;
-        Ok(opened.remove(0))
+        let mut opened = self.open_streams(vec![(dir, meta)], None);
+        opened.remove(0)
     }
 
     /// Opens (creating if needed) every kept shard log of `streams`, on up to
     /// [`OPEN_THREADS`] threads at once (recovering a log waits on fdatasyncs, so a data
     /// directory of thousands of shards opens in about the time of its slowest logs, not their
-    /// sum), counting each opened log in `opened`. Blocks on I/O.
+    /// sum), counting each opened log in `opened`. Blocks on I/O. One result per stream: a
+    /// stream whose shard fails to open is its own failure, not the others'.
     pub(crate) fn open_streams(
         &self,
         streams: Vec<(PathBuf, StreamMeta)>,
         opened: Option<&std::sync::atomic::AtomicU64>,
-    ) -> Result<Vec<Stream>> {
+    ) -> Vec<Result<Stream>> {
         // Limiters first: an on-demand stream's shards share one.
         let mut jobs = Vec::new();
         for (at, (_, meta)) in streams.iter().enumerate() {
@@ -509,28 +540,35 @@ impl Store {
                 }
             }),
         }
-        let mut by_stream: Vec<Vec<Arc<Shard>>> = streams.iter().map(|_| Vec::new()).collect();
+        let mut by_stream: Vec<Result<Vec<Arc<Shard>>>> =
+            streams.iter().map(|_| Ok(Vec::new())).collect();
         for ((at, _, _), result) in jobs.iter().zip(results) {
             let result = result
                 .into_inner()
                 .unwrap_or_else(|poison| poison.into_inner())
                 .expect("every job ran");
-            by_stream[*at].push(result?);
+            match (&mut by_stream[*at], result) {
+                (Ok(shards), Ok(shard)) => shards.push(shard),
+                (slot @ Ok(_), Err(error)) => *slot = Err(error),
+                (Err(_), _) => {}
+            }
         }
-        Ok(streams
+        streams
             .into_iter()
             .zip(by_stream)
-            .map(|((dir, meta), shards)| Stream {
-                name: meta.name.clone(),
-                incarnation: meta.incarnation,
-                dir,
-                meta: Mutex::new(meta),
-                status: Mutex::new(StreamStatus::Creating),
-                topology: RwLock::new(Arc::new(Topology::new(shards))),
-                gate: tokio::sync::RwLock::new(()),
-                sessions: Mutex::new(crate::subscribe::Sessions::default()),
+            .map(|((dir, meta), shards)| {
+                Ok(Stream {
+                    name: meta.name.clone(),
+                    incarnation: meta.incarnation,
+                    dir,
+                    meta: Mutex::new(meta),
+                    status: Mutex::new(StreamStatus::Creating),
+                    topology: RwLock::new(Arc::new(Topology::new(shards?))),
+                    gate: tokio::sync::RwLock::new(()),
+                    sessions: Mutex::new(crate::subscribe::Sessions::default()),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The limiter of each shard of a stream: its own for a provisioned stream, one shared by
