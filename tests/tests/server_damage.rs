@@ -82,6 +82,9 @@ async fn a_damaged_stream_is_reported_and_kept_out_of_service_while_the_others_s
         .map(|finding| finding.path.as_path())
         .collect();
     assert_eq!(damaged, [segment.as_path()], "{report}");
+    let metadata = rheo_streams::check_stream_metadata(data.path());
+    assert_eq!(metadata.len(), 1, "{metadata:?}");
+    assert_eq!(metadata[0].0, meta, "verify names the damaged metadata too");
 
     let server = TestServer::start(data.path(), unlimited_config()).await;
     let mut client = server.client().await;
@@ -144,5 +147,6 @@ async fn a_damaged_stream_is_reported_and_kept_out_of_service_while_the_others_s
         first_page(&mut client, "good", SHARD).await.records.len(),
         200
     );
+    assert!(rheo_streams::check_stream_metadata(data.path()).is_empty());
     server.stop().await;
 }

@@ -43,6 +43,7 @@ pub use data::{
 pub use encryption::Encryption;
 pub use error::{Result, StreamsError};
 pub use hashing::{hash_partition_key, initial_ranges, parse_explicit_hash_key};
+pub use load::check_stream_metadata;
 pub use metrics::{OpenProgress, SessionMetrics, ShardMetrics, StoreMetrics};
 pub use model::{
     ConsumerInfo, ConsumerPage, ConsumerRef, ConsumerStatus, CreateStream, IteratorStart, Limits,

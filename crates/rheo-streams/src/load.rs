@@ -173,6 +173,24 @@ fn remove_stray_shards(dir: &Path, meta: &StreamMeta) -> Result<()> {
     Ok(())
 }
 
+/// `verify` of the stream metadata under `data_dir` (read-only): every `stream.json` that fails
+/// to load, with the reason. These are the streams a start keeps out of service.
+pub fn check_stream_metadata(data_dir: &Path) -> Vec<(std::path::PathBuf, String)> {
+    let Ok(entries) = std::fs::read_dir(data_dir.join(STREAMS_DIR)) else {
+        return Vec::new();
+    };
+    let mut damaged: Vec<(std::path::PathBuf, String)> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|dir| dir.is_dir())
+        .filter_map(|dir| match meta::read(&dir) {
+            Err(error) => Some((dir.join(meta::META_FILE), error.to_string())),
+            Ok(_) => None,
+        })
+        .collect();
+    damaged.sort();
+    damaged
+}
+
 fn load_key(data_dir: &Path) -> Result<TokenKey> {
     let path = data_dir.join(KEY_FILE);
     match std::fs::read(&path) {

@@ -225,6 +225,15 @@ fn verify(
     };
     let report = rheo_storage::verify_tree_with_keys(&rheo_storage::io::StdFs, data_dir, keys)?;
     println!("{report}");
+    // Stream metadata is the streams layer's: a damaged file keeps its stream out of service.
+    let metadata = rheo_streams::check_stream_metadata(data_dir);
+    for (path, reason) in &metadata {
+        println!("corruption: {}: {reason}", path.display());
+    }
+    if !metadata.is_empty() {
+        println!("{} stream metadata file(s) damaged", metadata.len());
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::from(report.exit_code()))
 }
 

@@ -254,6 +254,25 @@ fn operator_commands_against_a_real_server() {
     assert!(verify.status.success());
     // Two shard logs and the node journal (its checkpoint record is there after a stop).
     assert!(String::from_utf8_lossy(&verify.stdout).contains("3 logs checked, 0 corruption(s)"));
+    // A damaged stream.json is reported too (the server would keep that stream out of service).
+    let meta = std::fs::read_dir(data_dir.join("streams"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+        .join("stream.json");
+    let original = std::fs::read(&meta).unwrap();
+    let mut damaged = original.clone();
+    damaged[20] ^= 0x20;
+    std::fs::write(&meta, &damaged).unwrap();
+    let verify = Command::new(RHEO)
+        .args(["verify", data_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(verify.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&verify.stdout).contains("stream metadata file(s) damaged"));
+    std::fs::write(&meta, &original).unwrap();
 
     // Data survives the restart; the testbed clock moves when asked to.
     let server = Server::start(
