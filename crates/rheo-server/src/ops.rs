@@ -274,6 +274,11 @@ impl Collector for StoreCollector {
                 "Acknowledged groups written back from the journal at start-up",
                 journal.replayed_entries,
             ),
+            (
+                "rheo_journal_exhausted_writes",
+                "Writes refused and undone because the disk was full or descriptors ran out (nothing of them acknowledged)",
+                journal.exhausted_writes,
+            ),
         ] {
             encoder
                 .encode_descriptor(name, help, None, MetricType::Counter)?

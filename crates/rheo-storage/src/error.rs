@@ -97,6 +97,28 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(self, Error::Corruption { .. })
     }
+
+    /// True for a write, create or open that failed for lack of a resource that comes back:
+    /// the disk is full (ENOSPC), a quota is reached (EDQUOT), or the process or system is out
+    /// of file descriptors (EMFILE, ENFILE). The engine undoes what it staged and the log takes
+    /// writes again once the resource is back. A failed fdatasync is never retryable: the
+    /// kernel may have dropped the pages it could not write.
+    pub fn is_resource_exhausted(&self) -> bool {
+        const ENFILE: i32 = 23;
+        const EMFILE: i32 = 24;
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        match self {
+            Error::Io { op, source, .. } => {
+                !matches!(*op, "fdatasync" | "fsync directory" | "fsync")
+                    && matches!(
+                        source.raw_os_error(),
+                        Some(ENFILE | EMFILE | ENOSPC | EDQUOT)
+                    )
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Shorthand used across the crate.

@@ -70,7 +70,7 @@ impl ShardLog {
             writer.active.key.as_ref().map(|slot| slot.loaded()),
         ) {
             (None, None) => true,
-            (Some(id), Some(Some(key))) => key.fresh && key.key_id == *id,
+            (Some(id), Some(Some(key))) => key.fresh && key.key_id == *id && !writer.key_spent,
             _ => false,
         }
     }
@@ -133,6 +133,7 @@ impl ShardLog {
         writer.len = FILE_HEADER_LEN as u64;
         writer.synced_len = FILE_HEADER_LEN as u64;
         writer.last_indexed = None;
+        writer.key_spent = false;
         self.publish(writer);
         Ok(())
     }

@@ -65,9 +65,39 @@ pub(crate) struct Writer {
     /// measures from here, so tests move time instead of sleeping).
     pub(crate) last_sync_ms: i64,
     pub(crate) buf: Vec<u8>,
+    /// Set when a staged group was undone in an encrypted active segment: its sequence numbers
+    /// (the nonces) will be used again, so its data key must not seal another batch.
+    pub(crate) key_spent: bool,
+}
+
+/// A writer's state before a group was staged, to put back if the group cannot be written
+/// for lack of space or descriptors ([`ShardLog::roll_back`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rollback {
+    base: u64,
+    len: u64,
+    next_seq: u64,
+    last_ts: i64,
+    last_indexed: Option<u64>,
+    active_first_ts: Option<i64>,
+    index_file_len: u64,
+    entries: usize,
 }
 
 impl Writer {
+    pub(crate) fn rollback_point(&self) -> Rollback {
+        Rollback {
+            base: self.active.base_seq,
+            len: self.len,
+            next_seq: self.next_seq,
+            last_ts: self.last_ts,
+            last_indexed: self.last_indexed,
+            active_first_ts: self.active_first_ts,
+            index_file_len: self.index_file_len,
+            entries: read_lock(&self.active.entries).len(),
+        }
+    }
+
     pub(crate) fn view(&self) -> View {
         View {
             sealed: self.sealed.clone(),
@@ -498,11 +528,57 @@ impl ShardLog {
             .write_all_at(&out[stamped.frames_at..], stamped.start);
         if let Err(error) = write {
             let error = Error::io("write", &writer.active.path, error);
-            self.poison(&error);
+            self.poison_unless_exhausted(&error);
             return Err(error);
         }
         writer.len = stamped.end;
         Ok(())
+    }
+
+    /// Poisons the log, unless `error` only says a resource ran out: then the caller undoes
+    /// what it staged ([`ShardLog::roll_back`]) and the log stays usable.
+    pub(crate) fn poison_unless_exhausted(&self, error: &Error) {
+        if !error.is_resource_exhausted() || !self.is_journaled() {
+            self.poison(error);
+        }
+    }
+
+    /// Puts the writer back to `to`, taken before a group was staged whose write (to the
+    /// segment, its index or the journal) failed for lack of a resource. Nothing of the group
+    /// was published or acknowledged. Its bytes are cut from the segment, so a crash cannot
+    /// bring back a record its writer was told failed; if even that fails, the log is poisoned.
+    pub(crate) fn roll_back(&self, writer: &mut Writer, to: &Rollback) {
+        // A roll during staging is complete and durable: the group is undone in the new segment.
+        let rolled = writer.active.base_seq != to.base;
+        let header = FILE_HEADER_LEN as u64;
+        let (len, last_indexed, first_ts, index_len, entries) = if rolled {
+            (header, None, None, header, 0)
+        } else {
+            (
+                to.len,
+                to.last_indexed,
+                to.active_first_ts,
+                to.index_file_len,
+                to.entries,
+            )
+        };
+        writer.len = len;
+        writer.synced_len = writer.synced_len.min(len);
+        writer.next_seq = to.next_seq;
+        writer.last_ts = to.last_ts;
+        writer.last_indexed = last_indexed;
+        writer.active_first_ts = first_ts;
+        writer.index_file_len = index_len;
+        lock_write(&writer.active.entries).truncate(entries);
+        if writer.active.key.is_some() {
+            writer.key_spent = true;
+        }
+        // The index is derived data: a stale entry past the end is dropped at open.
+        let _ = writer.index_file.set_len(index_len);
+        if let Err(error) = writer.file.set_len(len) {
+            let error = Error::io("truncate", &writer.active.path, error);
+            self.poison(&error);
+        }
     }
 
     /// After a stamped group is written: its index entries, the writer's new end and counts.
@@ -551,7 +627,7 @@ impl ShardLog {
         {
             let path = self.dir.join(index_name(writer.active.base_seq));
             let error = Error::io("write", path, error);
-            self.poison(&error);
+            self.poison_unless_exhausted(&error);
             return Err(error);
         }
         writer.index_file_len += bytes.len() as u64;
@@ -568,8 +644,11 @@ impl ShardLog {
             return Ok(());
         };
         let prepared = self.prepare_target_key(writer.next_seq)?;
+        // A roll that ran out of space or descriptors is retried before the next append: the
+        // swap is its last step, so the writer still appends to the old segment, which has
+        // taken nothing since its (possibly written) sealed index.
         self.roll_with(writer, active, first_ts, prepared)
-            .inspect_err(|error| self.poison(error))
+            .inspect_err(|error| self.poison_unless_exhausted(error))
     }
 
     fn roll_with(
@@ -638,6 +717,7 @@ impl ShardLog {
         writer.synced_len = FILE_HEADER_LEN as u64;
         writer.active_first_ts = None;
         writer.last_indexed = None;
+        writer.key_spent = false;
         self.publish(writer);
         tracing::debug!(dir = %self.dir.display(), base = writer.next_seq, "rolled segment");
         Ok(())

@@ -368,6 +368,7 @@ fn fresh_writer(
         last_indexed: None,
         last_sync_ms: 0,
         buf: Vec::new(),
+        key_spent: false,
     })
 }
 
@@ -640,6 +641,7 @@ fn recover_active(
         last_indexed: state.last_indexed,
         last_sync_ms: 0,
         buf: Vec::new(),
+        key_spent: false,
     };
     Ok(Recovered {
         writer,

@@ -266,11 +266,20 @@ impl Store {
                     }
                 }
                 Err(error) => {
-                    tracing::error!(stream = %name, shard = %shard.id, %error, "append failed");
+                    // PutRecords' per-record ErrorCode is ProvisionedThroughputExceededException
+                    // or InternalFailure; a full disk says so in the message, and PutRecord
+                    // turns it into a retryable ServiceUnavailableException.
+                    let exhausted = matches!(&error, StreamsError::Unavailable(message) if message == crate::error::OUT_OF_RESOURCES);
+                    let error_message = if exhausted {
+                        crate::error::OUT_OF_RESOURCES
+                    } else {
+                        tracing::error!(stream = %name, shard = %shard.id, %error, "append failed");
+                        "Internal Service Failure"
+                    };
                     for index in indexes {
                         outcomes[index] = Some(PutOutcome::Failed {
                             error_code: "InternalFailure".into(),
-                            error_message: "Internal Service Failure".into(),
+                            error_message: error_message.into(),
                         });
                     }
                 }
@@ -304,6 +313,11 @@ impl Store {
                 error_message,
             } if error_code == "ProvisionedThroughputExceededException" => {
                 Err(StreamsError::ProvisionedThroughputExceeded(error_message))
+            }
+            PutOutcome::Failed { error_message, .. }
+                if error_message == crate::error::OUT_OF_RESOURCES =>
+            {
+                Err(StreamsError::Unavailable(error_message))
             }
             PutOutcome::Failed { error_message, .. } => Err(StreamsError::Internal(error_message)),
         }

@@ -86,10 +86,20 @@ impl StreamsError {
     }
 }
 
+/// What a client is told when the node's disk is full or the server is out of file
+/// descriptors: nothing was stored, and the same write succeeds once the resource is back.
+/// (The file and the errno go to the server's log, not to the client.)
+pub const OUT_OF_RESOURCES: &str = "The write was not stored: the server's data disk is full or it is out of file descriptors. Nothing was acknowledged; retry later.";
+
 impl From<rheo_storage::Error> for StreamsError {
     fn from(error: rheo_storage::Error) -> Self {
         match error {
             rheo_storage::Error::InvalidArgument(message) => StreamsError::InvalidArgument(message),
+            // 503 / UNAVAILABLE: every AWS SDK and gRPC client retries it with backoff.
+            error if error.is_resource_exhausted() => {
+                tracing::warn!(%error, "write refused for lack of space or descriptors");
+                StreamsError::Unavailable(OUT_OF_RESOURCES.into())
+            }
             rheo_storage::Error::Key { path, fault } => {
                 tracing::error!(path = %path.display(), %fault, "encryption key problem");
                 StreamsError::from_key_fault(fault)

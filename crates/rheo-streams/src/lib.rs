@@ -41,7 +41,7 @@ pub use data::{
     check_put_records_count,
 };
 pub use encryption::Encryption;
-pub use error::{Result, StreamsError};
+pub use error::{OUT_OF_RESOURCES, Result, StreamsError};
 pub use hashing::{hash_partition_key, initial_ranges, parse_explicit_hash_key};
 pub use load::check_stream_metadata;
 pub use metrics::{OpenProgress, SessionMetrics, ShardMetrics, StoreMetrics};

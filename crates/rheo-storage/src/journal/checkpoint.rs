@@ -40,9 +40,20 @@ pub(super) fn run_checkpoints(shared: Arc<Shared>) {
             }
             (std::mem::take(&mut queue.jobs), queue.shutdown)
         };
-        let count = jobs.len() as u64;
-        if !jobs.is_empty() {
-            checkpoint(&shared, jobs);
+        let mut count = jobs.len() as u64;
+        let retry = if jobs.is_empty() {
+            None
+        } else {
+            checkpoint(&shared, jobs, shutdown)
+        };
+        if let Some(retry) = retry {
+            // The record could not be written for lack of space: try again in a while, the
+            // journal files staying meanwhile (they hold nothing the segments lack).
+            count -= retry.len() as u64;
+            std::thread::sleep(RETRY_AFTER);
+            let mut queue = lock(&shared.checkpoints);
+            let later = std::mem::replace(&mut queue.jobs, retry);
+            queue.jobs.extend(later);
         }
         let mut queue = lock(&shared.checkpoints);
         queue.checkpointed += count;
@@ -53,17 +64,22 @@ pub(super) fn run_checkpoints(shared: Arc<Shared>) {
     }
 }
 
+/// How long the checkpoint thread waits before retrying a record it had no space to write.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Syncs every segment file the handed-over journal files covered, then deletes those files.
 /// A log whose sync fails is poisoned, and the files are kept (they hold what it may lack).
-fn checkpoint(shared: &Shared, jobs: Vec<Handoff>) {
+/// Returns the jobs to retry if only the record's write ran out of space (never at shutdown:
+/// then the files are kept for the next start).
+fn checkpoint(shared: &Shared, jobs: Vec<Handoff>, shutdown: bool) -> Option<Vec<Handoff>> {
     let mut logs: Vec<Arc<ShardLog>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut paths = Vec::new();
-    for job in jobs {
-        paths.push(job.path);
-        for log in job.logs {
-            if seen.insert(Arc::as_ptr(&log)) {
-                logs.push(log);
+    for job in &jobs {
+        paths.push(job.path.clone());
+        for log in &job.logs {
+            if seen.insert(Arc::as_ptr(log)) {
+                logs.push(log.clone());
             }
         }
     }
@@ -95,12 +111,17 @@ fn checkpoint(shared: &Shared, jobs: Vec<Handoff>) {
     let mut failed = failed.into_inner();
     drop(logs);
     if !failed && let Err(error) = shared.write_marks() {
+        if error.is_resource_exhausted() && !shutdown {
+            tracing::warn!(dir = %shared.dir.display(), %error, "checkpoint could not write its record for lack of space; retrying");
+            return Some(jobs);
+        }
         tracing::error!(dir = %shared.dir.display(), %error, "checkpoint could not write its record; keeping the journal files");
         failed = true;
     }
+    drop(jobs);
     if failed {
         lock(&shared.checkpoints).retained.extend(paths);
-        return;
+        return None;
     }
     for path in &paths {
         if let Err(error) = shared.fs.remove_file(path) {
@@ -113,4 +134,5 @@ fn checkpoint(shared: &Shared, jobs: Vec<Handoff>) {
         tracing::warn!(dir = %shared.dir.display(), %error, "fsync of the journal directory failed");
     }
     shared.counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+    None
 }

@@ -85,6 +85,8 @@ impl ActiveFile {
 struct Staged {
     group: Vec<PendingAppend>,
     results: Vec<Appended>,
+    /// The writer before staging, to undo the group if the journal write runs out of space.
+    before: crate::log::Rollback,
 }
 
 pub(super) fn run_commits(shared: Arc<Shared>, mut active: ActiveFile) {
@@ -155,6 +157,12 @@ pub(super) fn run_commits(shared: Arc<Shared>, mut active: ActiveFile) {
         if rotate {
             match rotate_file(&shared, &mut active, !shutdown) {
                 Ok(()) => {}
+                // No room for the next file: the current one goes on (it was synced and the
+                // partial next file removed); the rotation is retried after a pause.
+                Err(error) if error.is_resource_exhausted() => {
+                    shared.count_exhausted(&error);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
                 Err(error) => shared.poison(&error),
             }
         }
@@ -169,7 +177,12 @@ pub(super) fn run_commits(shared: Arc<Shared>, mut active: ActiveFile) {
 fn rotate_file(shared: &Shared, active: &mut ActiveFile, start_next: bool) -> Result<()> {
     active.sync(shared)?;
     let (path, logs) = if start_next {
-        let next = ActiveFile::create(shared, active.generation + 1)?;
+        let next = ActiveFile::create(shared, active.generation + 1).or_else(|error| {
+            if error.is_resource_exhausted() {
+                remove_partial_file(shared, active.generation + 1)?;
+            }
+            Err(error)
+        })?;
         shared.counters.files.fetch_add(1, Ordering::Relaxed);
         let finished = std::mem::replace(active, next);
         (finished.path, finished.logs)
@@ -210,6 +223,7 @@ fn commit(
         let mut writer = lock(&log.writer);
         let link = log.journal.as_ref().expect("a scheduled log is journaled");
         let mark = buf.len();
+        let before = writer.rollback_point();
         match log.stage_journaled(&mut writer, &mut group, &mut buf, &link.key) {
             Ok(results) => {
                 entries += 1;
@@ -225,10 +239,18 @@ fn commit(
                 if link.generation.swap(generation, Ordering::Relaxed) != generation {
                     active.logs.push(log.clone());
                 }
-                staged.push(Some(Staged { group, results }));
+                staged.push(Some(Staged {
+                    group,
+                    results,
+                    before,
+                }));
             }
             Err(error) => {
                 buf.truncate(mark);
+                if error.is_resource_exhausted() && !log.is_poisoned() {
+                    log.roll_back(&mut writer, &before);
+                    shared.count_exhausted(&error);
+                }
                 for pending in &group {
                     pending.slot.complete(Err(crate::log::replicate(&error)));
                 }
@@ -253,6 +275,13 @@ fn commit(
             shared.counters.commit_logs.observe(f64::from(entries));
         }
         Ok(()) => {}
+        // Nothing of this commit reached a waiter: undo it everywhere and take the next one.
+        Err(error) if error.is_resource_exhausted() => {
+            shared.count_exhausted(error);
+            if let Err(cut) = active.file.set_len(active.len) {
+                shared.poison(&Error::io("truncate", &active.path, cut));
+            }
+        }
         Err(error) => shared.poison(error),
     }
     for ((log, writer), staged) in logs.iter().zip(guards.iter_mut()).zip(&mut staged) {
@@ -265,6 +294,9 @@ fn commit(
                 drop_results(staged);
             }
             Err(error) => {
+                if error.is_resource_exhausted() {
+                    log.roll_back(writer, &staged.before);
+                }
                 for pending in &staged.group {
                     pending.slot.complete(Err(crate::log::replicate(error)));
                 }
@@ -276,6 +308,22 @@ fn commit(
     logs.into_iter()
         .filter(|log| log.queue.finish_turn())
         .collect()
+}
+
+/// Removes a journal file whose creation failed, durably: left behind, it would be the newest
+/// file at the next start, and the current file (written on after it) would be read as an
+/// older, fully synced one.
+fn remove_partial_file(shared: &Shared, generation: u64) -> Result<()> {
+    let path = shared.dir.join(journal_name(generation));
+    match shared.fs.remove_file(&path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(Error::io("remove", &path, error)),
+    }
+    shared
+        .fs
+        .sync_dir(&shared.dir)
+        .map_err(|error| Error::io("fsync directory", &shared.dir, error))
 }
 
 fn drop_results(staged: Staged) {

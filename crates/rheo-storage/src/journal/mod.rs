@@ -98,6 +98,9 @@ pub struct JournalStats {
     /// Entries replayed into segment files at open (acknowledged groups a crash had lost from
     /// the segments' page cache).
     pub replayed_entries: u64,
+    /// Commits, or logs' shares of one, refused and undone because the disk was full or the
+    /// process out of file descriptors (nothing of them was acknowledged).
+    pub exhausted_writes: u64,
     /// fdatasync latency of journal files, in seconds.
     pub sync_seconds: HistogramSnapshot,
     /// Logs (shards) carried per commit.
@@ -120,6 +123,7 @@ struct Counters {
     checkpoint_syncs: AtomicU64,
     files: AtomicU64,
     replayed_entries: AtomicU64,
+    exhausted: AtomicU64,
     sync_seconds: Histogram,
     commit_logs: Histogram,
 }
@@ -135,6 +139,7 @@ impl Default for Counters {
             checkpoint_syncs: AtomicU64::new(0),
             files: AtomicU64::new(0),
             replayed_entries: AtomicU64::new(0),
+            exhausted: AtomicU64::new(0),
             sync_seconds: Histogram::new(SYNC_SECONDS_BOUNDS),
             commit_logs: Histogram::new(JOURNAL_COMMIT_LOGS_BOUNDS),
         }
@@ -359,6 +364,13 @@ impl Shared {
         });
         *lock(&self.marks) = Some(marks);
         Ok(())
+    }
+
+    /// A commit (or one log's share of it) failed for lack of space or descriptors and was
+    /// undone: the node takes the next commit.
+    pub(crate) fn count_exhausted(&self, error: &Error) {
+        self.counters.exhausted.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(dir = %self.dir.display(), %error, "write refused for lack of space or file descriptors; nothing was acknowledged and writes resume when it is back");
     }
 
     pub(crate) fn count_replayed(&self, entries: u64) {
@@ -597,6 +609,7 @@ impl Journal {
             checkpoint_syncs: get(&c.checkpoint_syncs),
             files: get(&c.files),
             replayed_entries: get(&c.replayed_entries),
+            exhausted_writes: get(&c.exhausted),
             sync_seconds: c.sync_seconds.snapshot(),
             commit_logs: c.commit_logs.snapshot(),
         }

@@ -467,12 +467,9 @@ fn a_torn_journal_tail_is_ignored_and_loses_nothing_acknowledged() {
 
 #[test]
 fn a_failed_journal_write_refuses_writes_and_keeps_earlier_data() {
-    // ENOSPC on the journal write (a full disk), EIO on the write and on the fdatasync.
-    for (fault, errno) in [
-        (FaultOn::Write, ENOSPC),
-        (FaultOn::Write, EIO),
-        (FaultOn::SyncData, EIO),
-    ] {
+    // EIO on the journal write and on its fdatasync: the node cannot know what reached the
+    // disk, so it refuses writes until a restart. (ENOSPC heals: see the next test.)
+    for (fault, errno) in [(FaultOn::Write, EIO), (FaultOn::SyncData, EIO)] {
         let fs = SimFs::new();
         let clock = ManualClock::new(T0);
         let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
@@ -804,4 +801,78 @@ fn a_log_that_fails_to_open_keeps_its_journal_entries_for_a_later_start() {
     assert_eq!(data, [b"acknowledged, only in the journal".to_vec()]);
     assert_eq!(read_all(&node.logs[0]).len(), 2);
     node.close();
+}
+
+fn input(data: &[u8]) -> [RecordInput<'_>; 1] {
+    [RecordInput {
+        partition_key: b"k",
+        explicit_hash_key: None,
+        data,
+    }]
+}
+
+#[test]
+fn a_full_disk_refuses_the_write_undoes_it_and_heals_when_space_is_back() {
+    heal_after_enospc();
+}
+
+#[test]
+fn a_full_disk_in_an_encrypted_segment_heals_with_a_new_data_key() {
+    encrypted(heal_after_enospc);
+}
+
+/// ENOSPC on each write of a commit (segment, index, journal record): the append fails with
+/// a retryable error and nothing of it is published; the next append takes its place, and a
+/// crash then recovers exactly the acknowledged records.
+fn heal_after_enospc() {
+    // A first append to a log writes its segment, then its index, then the journal record.
+    for (nth, what) in [(0, "segment"), (1, "index"), (2, "journal record")] {
+        let fs = SimFs::new();
+        let clock = ManualClock::new(T0);
+        let node = open_node(&fs, &clock, JournalConfig::default()).unwrap();
+        append_one(&node.logs[0], "before", b"durable");
+        let key_before = key_file_of(&fs, 1);
+        fs.inject(FaultOn::Write, nth, ENOSPC);
+        let failed = node.logs[1]
+            .append(&input(b"never acknowledged"))
+            .expect_err("the write fails");
+        assert!(failed.is_resource_exhausted(), "{what}: {failed}");
+        assert!(!node.journal.is_poisoned(), "{what}");
+        assert!(!node.logs[1].is_poisoned(), "{what}");
+        assert!(
+            read_all(&node.logs[1]).is_empty(),
+            "{what}: nothing was published"
+        );
+        assert_eq!(node.journal.stats().exhausted_writes, 1, "{what}");
+        // Space is back: the same log takes the next write at the failed one's place.
+        let healed = node.logs[1].append(&input(b"after")).unwrap();
+        assert_eq!(healed.first_sequence, 0, "{what}");
+        append_one(&node.logs[2], "other", b"other");
+        if encryption_on() {
+            assert!(!key_before.is_empty(), "{what}: the segment is encrypted");
+            assert_ne!(
+                key_file_of(&fs, 1),
+                key_before,
+                "{what}: the undone batch's nonces never meet its data key again"
+            );
+        }
+        let image = fs.crash_image(CrashMode::DropUnsynced);
+        fs.crash_now();
+        drop(node);
+        let node = open_node(&image, &clock, JournalConfig::default()).unwrap();
+        let data = |log: &ShardLog| -> Vec<Vec<u8>> {
+            read_all(log).into_iter().map(|r| r.data.to_vec()).collect()
+        };
+        assert_eq!(data(&node.logs[0]), [b"durable".to_vec()], "{what}");
+        assert_eq!(data(&node.logs[1]), [b"after".to_vec()], "{what}");
+        assert_eq!(data(&node.logs[2]), [b"other".to_vec()], "{what}");
+        node.close();
+    }
+}
+
+/// The bytes of the key file of log `index`'s newest segment (empty if it has none).
+fn key_file_of(fs: &SimFs, index: usize) -> Vec<u8> {
+    let (segment, _) = active_segment(fs, index);
+    fs.read_file(&segment.with_extension("key"))
+        .unwrap_or_default()
 }
